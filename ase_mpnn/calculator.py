@@ -1,0 +1,182 @@
+"""MPNNCalculator: any ase_mpnn model as an ASE calculator.
+
+Energy, forces and stress come from one forward + backward pass; dipole, charges and
+polarizability from the same forward pass when asked for. Neighbor lists are reused
+between calls with a Verlet skin (see :mod:`ase_mpnn.neighbors`), so MD steps pay
+for a list rebuild only every few dozen steps.
+
+``calc.predict(list_of_atoms)`` evaluates many structures in one batched forward
+pass (ring-polymer beads, data sets) and returns one dict of results per structure.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+from ase.stress import full_3x3_to_voigt_6_stress
+
+from .graph import build_graph
+from .io import load_model
+from .neighbors import VerletNeighborList
+from .potential import AtomisticModel, InputError
+from .properties import register_polarizability
+
+register_polarizability()
+
+_ENERGY_LIKE = {"energy", "free_energy", "energies", "forces", "stress"}
+
+
+class MPNNCalculator(Calculator):
+    """ASE calculator for an ase_mpnn model.
+
+    Args:
+        model: path to a model file (see :func:`ase_mpnn.save_model`) or a loaded
+            :class:`~ase_mpnn.potential.AtomisticModel`.
+        device: torch device, e.g. "cpu" or "cuda".
+        dtype: torch.float32 (default for files) or torch.float64; None keeps a
+            loaded model's dtype.
+        skin: Verlet skin in Å. Neighbor lists are built with cutoff + skin and reused
+            until an atom moves more than skin/2; results equal a fresh list. 0 rebuilds
+            every call.
+        forces_with_energy: compute forces (and stress for periodic cells) whenever
+            the energy is asked for, in the same pass. MD and optimizers ask for both,
+            so this halves their cost; set False for energy-only scans without autograd.
+
+    Units: eV, Å, e; dipole e·Å; stress eV/Å³ (Voigt order); polarizability e²Å²/eV
+    (ASE's convention: × 14.3996 for Å³).
+    """
+
+    implemented_properties = [
+        "energy",
+        "free_energy",
+        "energies",
+        "forces",
+        "stress",
+        "dipole",
+        "charges",
+        "polarizability",
+    ]
+
+    def __init__(
+        self,
+        model: AtomisticModel | str | os.PathLike,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+        skin: float = 0.5,
+        forces_with_energy: bool = True,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        if isinstance(model, (str, os.PathLike)):
+            model = load_model(model, device=device, dtype=dtype)
+        elif not isinstance(model, AtomisticModel):
+            raise TypeError(
+                f"model must be a path to a model file or an AtomisticModel, got {type(model).__name__}"
+            )
+        else:
+            model = model.to(device=device, dtype=dtype)
+        model.eval()
+        self.model = model
+        self.device = torch.device(device)
+        self.dtype = next(model.parameters()).dtype
+        self.skin = float(skin)
+        self.forces_with_energy = forces_with_energy
+        self._neighbor_lists: list[VerletNeighborList] = []
+
+    # ASE entry point -------------------------------------------------------------
+    def calculate(
+        self,
+        atoms: Atoms | None = None,
+        properties: Sequence[str] = ("energy",),
+        system_changes: Sequence[str] = all_changes,
+    ) -> None:
+        super().calculate(atoms, properties, system_changes)
+        self.results = self._evaluate([self.atoms], properties, strict=True)[0]
+
+    def predict(
+        self, structures: Sequence[Atoms], properties: Iterable[str] | None = None
+    ) -> list[dict[str, np.ndarray | float]]:
+        """Evaluate many structures in one batched forward pass.
+
+        ``properties`` defaults to energy, forces, stress (for fully periodic cells),
+        dipole, charges and polarizability. Returns one dict per structure, with the
+        same keys and units as ``calc.results`` after a single calculation. The i-th
+        structure reuses the i-th neighbor list between calls (ring-polymer beads).
+        """
+        if properties is None:
+            properties = ("energy", "forces", "stress", "dipole", "charges", "polarizability")
+        return self._evaluate(list(structures), properties, strict=False)
+
+    # Internals ---------------------------------------------------------------------
+    def _evaluate(
+        self, structures: list[Atoms], properties: Iterable[str], strict: bool
+    ) -> list[dict[str, Any]]:
+        if not structures:
+            raise InputError("no structures given")
+        for k, atoms in enumerate(structures):
+            if len(atoms) == 0:
+                raise InputError(f"structure {k} has no atoms: nothing to calculate")
+        wanted = self._model_properties(structures, set(properties), strict)
+        pairs = [self._neighbors(k).update(a.positions, a.cell.array, a.pbc, a.numbers)
+                 for k, a in enumerate(structures)]
+        graph = build_graph(structures, self.model.cutoff, pairs, dtype=self.dtype, device=self.device)
+        grad_needed = bool({"forces", "stress"} & wanted)
+        with torch.no_grad() if not grad_needed else torch.enable_grad():
+            out = self.model(graph, wanted)
+        return self._split(out, structures)
+
+    def _model_properties(self, structures: list[Atoms], asked: set[str], strict: bool) -> set[str]:
+        unknown = asked - set(self.implemented_properties)
+        if unknown:
+            raise PropertyNotImplementedError(f"{sorted(unknown)} not available from {type(self).__name__}")
+        periodic = all(a.pbc.all() for a in structures)
+        if "stress" in asked and not periodic:
+            if strict:
+                raise PropertyNotImplementedError(
+                    "stress needs a cell that is periodic in all three directions (atoms.pbc = True)"
+                )
+        wanted = asked - {"free_energy"}
+        if asked & _ENERGY_LIKE:
+            wanted.add("energy")
+            if self.forces_with_energy:
+                wanted.add("forces")
+                if periodic:
+                    wanted.add("stress")
+        if not any(a.pbc.all() for a in structures):
+            wanted.discard("stress")
+        return wanted
+
+    def _neighbors(self, k: int) -> VerletNeighborList:
+        while len(self._neighbor_lists) <= k:
+            self._neighbor_lists.append(VerletNeighborList(self.model.cutoff, self.skin))
+        return self._neighbor_lists[k]
+
+    @staticmethod
+    def _split(out: dict[str, torch.Tensor], structures: list[Atoms]) -> list[dict[str, Any]]:
+        host = {k: v.detach().to("cpu", torch.float64).numpy() for k, v in out.items()}
+        counts = np.array([len(a) for a in structures])
+        bounds = np.concatenate([[0], np.cumsum(counts)])
+        results = []
+        for k, atoms in enumerate(structures):
+            lo, hi = bounds[k], bounds[k + 1]
+            r: dict[str, Any] = {}
+            if "energy" in host:
+                r["energy"] = r["free_energy"] = float(host["energy"][k])
+                r["energies"] = host["energies"][lo:hi].copy()
+            if "forces" in host:
+                r["forces"] = host["forces"][lo:hi].copy()
+            if "stress" in host and atoms.pbc.all():
+                r["stress"] = full_3x3_to_voigt_6_stress(host["stress"][k])
+            if "charges" in host:
+                r["charges"] = host["charges"][lo:hi].copy()
+            if "dipole" in host:
+                r["dipole"] = host["dipole"][k].copy()
+            if "polarizability" in host:
+                r["polarizability"] = host["polarizability"][k].copy()
+            results.append(r)
+        return results

@@ -1,0 +1,220 @@
+"""Representation + heads -> energy, forces, stress, charges, dipole, polarizability.
+
+:class:`AtomisticModel` is the one contract every architecture in :mod:`ase_mpnn.zoo`
+shares. A representation maps ``(species, edge_index, edge_vectors, edge_lengths)``
+to invariant scalars ``s`` (n_nodes, F) and, optionally, vectors ``v`` (n_nodes, 3, F);
+everything physical happens here:
+
+* Atomic energy ``E_i = E0[Z_i] + scale · (y(s_i) − y(s_iso[Z_i]))``: ``y`` is a learned
+  read-out and ``s_iso[Z]`` the features of an isolated atom of element Z, computed in
+  the same forward pass (one extra node per element, no edges). An isolated atom
+  therefore has exactly its reference energy ``E0[Z]`` (fitted per element by least
+  squares in training), and ``scale`` sets the size of the interaction energy.
+* Forces ``F = −∂E/∂r`` and stress ``σ = (1/V) ∂E/∂ε`` by autograd, where ε is a
+  symmetric strain applied to positions and cell: ``r → r (1 + ε)``, ``cell → cell (1 + ε)``.
+  Only what is asked is computed: no autograd without forces or stress.
+* Charges, dipole and polarizability: see :mod:`ase_mpnn.heads`.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Any, Collection
+
+import torch
+from ase.data import atomic_masses, chemical_symbols
+from torch import nn
+
+from .graph import Graph
+from .heads import BondPolarizability, ScalarReadout, VectorReadout, centre_of_mass, corrected_charges
+from .nn import scatter_sum
+
+PROPERTIES = ("energy", "energies", "forces", "stress", "charges", "dipole", "polarizability")
+
+# Columns of the shared scalar read-out.
+_ENERGY, _CHARGE, _ALPHA_ISO = 0, 1, 2
+# Channels of the vector read-out.
+_DIPOLE, _ALPHA_VEC = 0, 1
+
+
+class InputError(ValueError):
+    """A structure the model cannot evaluate (unknown element, overlapping atoms, ...)."""
+
+
+class AtomisticModel(nn.Module):
+    """An architecture's representation with the shared physical output heads.
+
+    Build one with :func:`ase_mpnn.build_model`; call it on a :class:`~ase_mpnn.graph.Graph`.
+    """
+
+    def __init__(
+        self,
+        representation: nn.Module,
+        species: Collection[int],
+        cutoff: float,
+        architecture: str,
+        hyperparameters: dict[str, Any],
+        min_distance: float = 0.1,
+    ):
+        super().__init__()
+        species = sorted(int(z) for z in species)
+        if not species or len(set(species)) != len(species) or not all(0 < z < len(chemical_symbols) for z in species):
+            raise ValueError(f"species must be distinct atomic numbers, got {species}")
+        self.representation = representation
+        self.species = species
+        self.cutoff = float(cutoff)
+        self.architecture = architecture
+        self.hyperparameters = dict(hyperparameters)
+        self.min_distance = float(min_distance)
+
+        index = torch.full((len(chemical_symbols),), -1, dtype=torch.long)
+        index[torch.tensor(species)] = torch.arange(len(species))
+        self.register_buffer("species_index", index)
+        self.register_buffer("masses", torch.tensor(atomic_masses[species], dtype=torch.float64))
+        self.register_buffer("atomic_energies", torch.zeros(len(species), dtype=torch.float64))
+        self.register_buffer("energy_scale", torch.ones((), dtype=torch.float64))
+
+        n_features = representation.n_features
+        self.scalar_head = ScalarReadout(n_features, 3)
+        self.bond_polarizability = BondPolarizability(n_features, cutoff)
+        self.vector_head = VectorReadout(n_features, 2) if representation.has_vectors else None
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Everything needed to rebuild this model (saved in model files)."""
+        return {
+            "architecture": self.architecture,
+            "species": list(self.species),
+            "cutoff": self.cutoff,
+            "hyperparameters": dict(self.hyperparameters),
+            "min_distance": self.min_distance,
+        }
+
+    @property
+    def elements(self) -> list[str]:
+        return [chemical_symbols[z] for z in self.species]
+
+    def species_of(self, numbers: torch.Tensor) -> torch.Tensor:
+        """Map atomic numbers to species indices, naming any element the model lacks."""
+        valid = (numbers > 0) & (numbers < self.species_index.shape[0])
+        index = self.species_index[numbers.clamp(0, self.species_index.shape[0] - 1)]
+        unknown = ~valid | (index < 0)
+        if bool(unknown.any()):
+            bad = sorted({int(z) for z in numbers[unknown].tolist()})
+            names = ", ".join(chemical_symbols[z] if 0 < z < len(chemical_symbols) else f"Z={z}" for z in bad)
+            raise InputError(
+                f"element(s) {names} not supported: this model was trained on {', '.join(self.elements)} only. "
+                "Use a model trained on these elements or remove those atoms."
+            )
+        return index
+
+    def forward(
+        self,
+        graph: Graph,
+        properties: Collection[str] = ("energy",),
+        create_graph: bool = False,
+    ) -> dict[str, torch.Tensor]:
+        """Predict ``properties`` (a subset of :data:`PROPERTIES`) for every structure in ``graph``.
+
+        Returns tensors: energy (n_graphs,), energies (n_atoms,), forces (n_atoms, 3),
+        stress (n_graphs, 3, 3) in eV/Å³ (NaN for structures that are not periodic in
+        all three directions), charges (n_atoms,), dipole (n_graphs, 3) in e·Å,
+        polarizability (n_graphs, 3, 3) in e²Å²/eV. ``create_graph=True`` keeps the graph
+        of forces and stress for training on them.
+        """
+        unknown = set(properties) - set(PROPERTIES)
+        if unknown:
+            raise ValueError(f"unknown properties {sorted(unknown)}; choose from {PROPERTIES}")
+        want_forces = "forces" in properties
+        want_stress = "stress" in properties
+        want_energy = want_forces or want_stress or "energy" in properties or "energies" in properties
+        n_atoms, n_graphs = graph.n_atoms, graph.n_graphs
+        species = self.species_of(graph.numbers)
+        receiver, sender = graph.edge_index[0], graph.edge_index[1]
+
+        positions, cell = graph.positions, graph.cell
+        with torch.enable_grad() if (want_forces or want_stress) else nullcontext():
+            if want_forces:
+                positions = positions.detach().requires_grad_(True)
+            if want_stress:
+                strain = torch.zeros_like(cell, requires_grad=True)
+                symmetric = 0.5 * (strain + strain.transpose(1, 2))
+                positions = positions + torch.einsum("ni,nij->nj", positions, symmetric[graph.batch])
+                cell = cell + torch.bmm(cell, symmetric)
+            edge_batch = graph.batch[receiver]
+            shift_vectors = torch.einsum("ei,eij->ej", graph.shifts, cell[edge_batch])
+            vectors = positions[sender] - positions[receiver] + shift_vectors  # (n_edges, 3)
+            lengths = torch.linalg.vector_norm(vectors, dim=1)  # (n_edges,)
+            self._check_distances(lengths, graph)
+
+            # One isolated atom per element rides along as extra nodes without edges.
+            node_species = torch.cat([species, torch.arange(len(self.species), device=species.device)])
+            s, v = self.representation(node_species, graph.edge_index, vectors, lengths)
+            scalars = self.scalar_head(s)  # (n_atoms + n_species, 3)
+            out: dict[str, torch.Tensor] = {}
+
+            if want_energy:
+                y = scalars[:n_atoms, _ENERGY] - scalars[n_atoms:, _ENERGY][species]
+                atomic = self.atomic_energies[species].to(y.dtype) + self.energy_scale.to(y.dtype) * y
+                energy = scatter_sum(atomic, graph.batch, n_graphs)
+                out["energy"], out["energies"] = energy, atomic
+            if want_forces or want_stress:
+                inputs = ([positions] if want_forces else []) + ([strain] if want_stress else [])
+                grads = torch.autograd.grad(energy.sum(), inputs, create_graph=create_graph)
+                if want_forces:
+                    out["forces"] = -grads[0]
+                if want_stress:
+                    out["stress"] = grads[-1] / _periodic_volume(graph)[:, None, None]
+
+        if {"charges", "dipole"} & set(properties):
+            charges = corrected_charges(scalars[:n_atoms, _CHARGE], graph.batch, n_graphs, graph.total_charge)
+            out["charges"] = charges
+            if "dipole" in properties:
+                dipole = scatter_sum(charges[:, None] * graph.positions, graph.batch, n_graphs)
+                if self.vector_head is not None:
+                    atomic_dipoles = self.vector_head(v[:n_atoms])[:, :, _DIPOLE]
+                    dipole = dipole + scatter_sum(atomic_dipoles, graph.batch, n_graphs)
+                out["dipole"] = dipole
+        if "polarizability" in properties:
+            out["polarizability"] = self._polarizability(graph, species, scalars, s, v, vectors, lengths)
+        return out
+
+    def _polarizability(self, graph, species, scalars, s, v, vectors, lengths) -> torch.Tensor:
+        n_atoms, n_graphs = graph.n_atoms, graph.n_graphs
+        eye = torch.eye(3, dtype=s.dtype, device=s.device)
+        iso = scatter_sum(scalars[:n_atoms, _ALPHA_ISO], graph.batch, n_graphs)
+        alpha = iso[:, None, None] * eye
+        alpha = alpha + self.bond_polarizability(
+            s[:n_atoms], graph.edge_index, vectors.detach(), lengths.detach(), graph.batch, n_graphs
+        )
+        if self.vector_head is not None:
+            masses = self.masses[species].to(s.dtype)
+            centred = graph.positions - centre_of_mass(graph.positions, masses, graph.batch, n_graphs)[graph.batch]
+            nu = self.vector_head(v[:n_atoms])[:, :, _ALPHA_VEC]
+            outer = nu[:, :, None] * centred[:, None, :]
+            alpha = alpha + scatter_sum(outer + outer.transpose(1, 2), graph.batch, n_graphs)
+        return alpha
+
+    def _check_distances(self, lengths: torch.Tensor, graph: Graph) -> None:
+        if lengths.numel() == 0:
+            return
+        closest = lengths.detach().min()
+        if bool(closest < self.min_distance):
+            k = int(torch.argmin(lengths.detach()))
+            i, j = int(graph.edge_index[0, k]), int(graph.edge_index[1, k])
+            raise InputError(
+                f"atoms {i} and {j} are {float(closest):.3g} Å apart (less than {self.min_distance} Å): "
+                "overlapping atoms give meaningless results. Check the structure (duplicated atoms?)."
+            )
+
+
+def _periodic_volume(graph: Graph) -> torch.Tensor:
+    """Cell volume of structures periodic in all directions, NaN for the others (no stress)."""
+    volume = torch.linalg.det(graph.cell).abs()
+    periodic = graph.pbc.all(dim=1)
+    return torch.where(periodic, volume, torch.full_like(volume, float("nan")))
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return int(sum(p.numel() for p in model.parameters()))

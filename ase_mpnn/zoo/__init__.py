@@ -1,0 +1,64 @@
+"""Architectures, one per file, all under the contract of :class:`~ase_mpnn.potential.AtomisticModel`."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Collection
+
+from ase.data import atomic_numbers
+
+from ..potential import AtomisticModel
+from .painn import PaiNN
+from .schnet import SchNet
+
+REPRESENTATIONS = {
+    "painn": PaiNN,
+    "schnet": SchNet,
+}
+
+
+def _as_atomic_numbers(species: Collection[int | str]) -> list[int]:
+    numbers = []
+    for z in species:
+        if isinstance(z, str):
+            if z not in atomic_numbers:
+                raise ValueError(f"unknown element symbol {z!r}")
+            z = atomic_numbers[z]
+        numbers.append(int(z))
+    return numbers
+
+
+def build_model(
+    architecture: str,
+    species: Collection[int | str],
+    cutoff: float = 5.0,
+    min_distance: float = 0.1,
+    **hyperparameters: Any,
+) -> AtomisticModel:
+    """Build an untrained model.
+
+    Args:
+        architecture: one of :data:`REPRESENTATIONS` ("painn", "schnet", ...).
+        species: elements the model handles, as symbols or atomic numbers.
+        cutoff: radial cutoff in Å.
+        min_distance: closer atoms are refused as overlapping (Å).
+        **hyperparameters: keyword arguments of the architecture's class (see its
+            docstring); an unknown name raises ``TypeError``.
+    """
+    name = architecture.lower()
+    if name not in REPRESENTATIONS:
+        raise ValueError(f"unknown architecture {architecture!r}; choose from {sorted(REPRESENTATIONS)}")
+    if cutoff <= 0:
+        raise ValueError(f"cutoff must be positive, got {cutoff}")
+    numbers = sorted(set(_as_atomic_numbers(species)))
+    cls = REPRESENTATIONS[name]
+    representation = cls(len(numbers), cutoff, **hyperparameters)
+    # Save every hyperparameter, defaults included, so a file rebuilds the same model
+    # even if a later version changes a default.
+    defaults = {
+        k: p.default
+        for k, p in inspect.signature(cls).parameters.items()
+        if k not in ("n_species", "cutoff") and p.default is not inspect.Parameter.empty
+    }
+    full = {**defaults, **hyperparameters}
+    return AtomisticModel(representation, numbers, cutoff, name, full, min_distance)

@@ -1,0 +1,239 @@
+"""Tests for ase_mpnn.neighbors against ase.neighborlist.neighbor_list."""
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import molecule
+from ase.neighborlist import neighbor_list as ase_neighbor_list
+
+from ase_mpnn.neighbors import NeighborListError, VerletNeighborList, neighbor_list
+
+
+def _pair_set(i, j, shifts):
+    return sorted(zip(i.tolist(), j.tolist(), *np.asarray(shifts).T.tolist()))
+
+
+def _distances(positions, cell, i, j, shifts):
+    vectors = positions[j] - positions[i] + shifts @ cell
+    return np.linalg.norm(vectors, axis=1)
+
+
+def _sorted_distances(positions, cell, i, j, shifts):
+    """Distances ordered like _pair_set, so the two can be compared entry by entry."""
+    order = np.lexsort((shifts[:, 2], shifts[:, 1], shifts[:, 0], j, i))
+    return _distances(positions, cell, i, j, shifts)[order]
+
+
+def assert_matches_ase(atoms: Atoms, cutoff: float, min_pairs: int = 1):
+    positions = atoms.get_positions()
+    cell = np.asarray(atoms.cell)
+    i, j, shifts = neighbor_list(positions, cell, atoms.pbc, cutoff)
+    for arr, ndim in ((i, 1), (j, 1), (shifts, 2)):
+        assert arr.dtype == np.int64 and arr.ndim == ndim
+    assert shifts.shape == (len(i), 3)
+
+    ai, aj, ad, aS = ase_neighbor_list("ijdS", atoms, cutoff)
+    assert len(ai) >= min_pairs, "test system is too sparse to be meaningful"
+    assert _pair_set(i, j, shifts) == _pair_set(ai, aj, aS)
+    # Our edge-vector convention must reproduce ASE's distances pair by pair.
+    ours = _sorted_distances(positions, cell, i, j, shifts)
+    order = np.lexsort((aS[:, 2], aS[:, 1], aS[:, 0], aj, ai))
+    np.testing.assert_allclose(ours, ad[order], rtol=0, atol=1e-10)
+    assert (ours < cutoff).all()
+    # Shifts must vanish along every non-periodic direction.
+    assert not shifts[:, ~atoms.pbc].any()
+    return i, j, shifts
+
+
+def _random_atoms(seed, n, cell, pbc, spread=(1.0, 1.0, 1.0)):
+    rng = np.random.default_rng(seed)
+    scaled = rng.random((n, 3)) * np.asarray(spread)
+    cell = np.asarray(cell, dtype=float)
+    # For non-periodic zero vectors, place atoms along a fixed box instead.
+    box = np.where(np.linalg.norm(cell, axis=1)[:, None] > 0, cell, 8.0 * np.eye(3))
+    return Atoms(f"Si{n}", positions=scaled @ box, cell=cell, pbc=pbc)
+
+
+def test_molecule_non_periodic():
+    atoms = molecule("CH3CH2OH")
+    assert_matches_ase(atoms, 2.5, min_pairs=20)
+
+
+def test_molecule_water_all_pairs():
+    i, j, shifts = assert_matches_ase(molecule("H2O"), 5.0)
+    assert len(i) == 6 and not shifts.any()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_random_triclinic_periodic(seed):
+    rng = np.random.default_rng(100 + seed)
+    cell = 6.0 * np.eye(3) + rng.normal(scale=1.2, size=(3, 3))
+    # Unwrapped positions (up to a cell outside) exercise the shift bookkeeping.
+    atoms = _random_atoms(seed, 30, cell, True, spread=(2.0, 1.5, 1.0))
+    atoms.positions -= 0.5 * cell.sum(axis=0)
+    i, j, shifts = assert_matches_ase(atoms, 4.0, min_pairs=100)
+    assert shifts.any()
+
+
+@pytest.mark.parametrize("third", [[0.0, 0.0, 0.0], [0.0, 0.0, 15.0], [1.0, -2.0, 9.0]])
+def test_slab_mixed_pbc(third):
+    cell = np.array([[5.0, 0.0, 0.0], [1.3, 4.6, 0.0], third])
+    atoms = _random_atoms(7, 25, cell, (True, True, False))
+    atoms.positions[:, 2] = np.random.default_rng(8).uniform(-3.0, 9.0, size=len(atoms))
+    i, j, shifts = assert_matches_ase(atoms, 3.5, min_pairs=50)
+    assert shifts[:, :2].any()
+
+
+def test_tiny_cubic_cell_sees_self_images():
+    atoms = Atoms("Cu2", positions=[[0.1, 0.2, 0.3], [1.1, 0.9, 1.2]], cell=2.0 * np.eye(3), pbc=True)
+    i, j, shifts = assert_matches_ase(atoms, 5.0)
+    self_images = (i == j)
+    assert self_images.any() and shifts[self_images].any(axis=1).all()
+    # Several images of the same neighbor are listed separately.
+    assert np.count_nonzero((i == 0) & (j == 1)) > 10
+
+
+def test_tiny_triclinic_cell():
+    cell = np.array([[2.1, 0.0, 0.0], [1.4, 1.9, 0.0], [0.6, 0.8, 1.7]])
+    atoms = Atoms("Si2", scaled_positions=[[0.0, 0.0, 0.0], [0.3, 0.6, 0.2]], cell=cell, pbc=True)
+    assert_matches_ase(atoms, 5.0, min_pairs=100)
+
+
+def test_tiny_cell_in_slab():
+    cell = np.array([[1.8, 0.0, 0.0], [0.5, 2.0, 0.0], [0.0, 0.0, 0.0]])
+    atoms = _random_atoms(3, 3, cell, (True, True, False))
+    assert_matches_ase(atoms, 4.5, min_pairs=50)
+
+
+@pytest.mark.parametrize("cell_x", [[2.5, 0.0, 0.0], [2.4, 0.4, -0.3]])
+def test_wire_1d_periodic(cell_x):
+    cell = np.array([cell_x, [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    atoms = _random_atoms(11, 6, cell, (True, False, False), spread=(3.0, 0.5, 0.5))
+    i, j, shifts = assert_matches_ase(atoms, 4.0, min_pairs=20)
+    assert shifts[:, 0].any()
+
+
+def test_results_are_independent_copies():
+    atoms = _random_atoms(0, 10, 5.0 * np.eye(3), True)
+    first = neighbor_list(atoms.positions, atoms.cell, atoms.pbc, 3.0)
+    snapshot = [a.copy() for a in first]
+    neighbor_list(atoms.positions + 1.3, atoms.cell, atoms.pbc, 3.0)
+    for a, b in zip(first, snapshot):
+        np.testing.assert_array_equal(a, b)
+
+
+def _random_walk_positions(rng, positions, n_steps):
+    for step in range(n_steps):
+        scale = 0.4 if step % 10 == 9 else 0.03  # occasional large jumps force rebuilds
+        positions = positions + rng.normal(scale=scale, size=positions.shape)
+        yield positions
+
+
+@pytest.mark.parametrize("pbc", [True, (True, True, False)])
+def test_verlet_matches_fresh_list_along_trajectory(pbc):
+    rng = np.random.default_rng(42)
+    cell = np.array([[7.0, 0.0, 0.0], [1.0, 6.5, 0.0], [0.5, 0.7, 6.8]])
+    atoms = _random_atoms(5, 40, cell, pbc)
+    numbers = atoms.numbers
+    verlet = VerletNeighborList(cutoff=3.5, skin=0.6)
+    n_steps = 40
+    for positions in _random_walk_positions(rng, atoms.positions, n_steps):
+        got = verlet.update(positions, cell, pbc, numbers)
+        assert all(a.dtype == np.int64 for a in got)
+        assert _pair_set(*got) == _pair_set(*neighbor_list(positions, cell, pbc, 3.5))
+    assert 4 <= verlet.n_builds < n_steps
+
+
+def test_verlet_rebuilds_on_changes():
+    atoms = _random_atoms(1, 20, 6.0 * np.eye(3), True)
+    pos, cell, numbers = atoms.positions, np.asarray(atoms.cell), atoms.numbers
+    verlet = VerletNeighborList(cutoff=3.0, skin=0.5)
+    verlet.update(pos, cell, True, numbers)
+    verlet.update(pos + 0.01, cell, True, numbers)
+    assert verlet.n_builds == 1
+
+    changed = numbers.copy()
+    changed[3] = 8
+    verlet.update(pos, cell, True, changed)
+    assert verlet.n_builds == 2
+
+    new_cell = 1.02 * cell
+    got = verlet.update(pos, new_cell, True, changed)
+    assert verlet.n_builds == 3
+    assert _pair_set(*got) == _pair_set(*neighbor_list(pos, new_cell, True, 3.0))
+
+    verlet.update(pos, new_cell, (True, True, False), changed)
+    assert verlet.n_builds == 4
+    verlet.update(pos[:-1], new_cell, (True, True, False), changed[:-1])
+    assert verlet.n_builds == 5
+
+    # A single atom moving just under skin/2 is reused, just beyond it is rebuilt.
+    moved = pos[:-1].copy()
+    moved[0, 0] += 0.24
+    verlet.update(moved, new_cell, (True, True, False), changed[:-1])
+    assert verlet.n_builds == 5
+    moved = pos[:-1].copy()
+    moved[0, 0] += 0.26
+    verlet.update(moved, new_cell, (True, True, False), changed[:-1])
+    assert verlet.n_builds == 6
+
+
+def test_verlet_zero_skin():
+    atoms = _random_atoms(2, 20, 6.0 * np.eye(3), True)
+    verlet = VerletNeighborList(cutoff=3.0, skin=0.0)
+    pos = atoms.positions
+    for step in range(3):
+        pos = pos + 1e-3
+        got = verlet.update(pos, atoms.cell, True, atoms.numbers)
+        assert _pair_set(*got) == _pair_set(*neighbor_list(pos, atoms.cell, True, 3.0))
+    assert verlet.n_builds == 3
+    verlet.update(pos, atoms.cell, True, atoms.numbers)
+    assert verlet.n_builds == 3
+
+
+def test_verlet_nan_positions_raise():
+    atoms = _random_atoms(2, 10, 6.0 * np.eye(3), True)
+    verlet = VerletNeighborList(cutoff=3.0, skin=0.5)
+    verlet.update(atoms.positions, atoms.cell, True, atoms.numbers)
+    bad = atoms.positions.copy()
+    bad[4, 1] = np.nan
+    with pytest.raises(NeighborListError, match=r"NaN or infinite values \(atoms 4\)"):
+        verlet.update(bad, atoms.cell, True, atoms.numbers)
+
+
+def test_error_nan_positions():
+    pos = np.zeros((6, 3))
+    pos[3, 0] = np.nan
+    pos[5, 2] = np.inf
+    with pytest.raises(NeighborListError, match=r"positions contain NaN or infinite values \(atoms 3, 5\)"):
+        neighbor_list(pos, np.eye(3) * 5, True, 3.0)
+
+
+def test_error_pbc_with_zero_cell():
+    atoms = molecule("H2O")
+    atoms.pbc = True
+    with pytest.raises(NeighborListError, match=r"zero \(no cell was set\).*set_cell.*pbc=False"):
+        neighbor_list(atoms.positions, atoms.cell, atoms.pbc, 3.0)
+    # Only the periodic direction matters.
+    cell = np.diag([5.0, 5.0, 0.0])
+    with pytest.raises(NeighborListError, match=r"vector\(s\) c "):
+        neighbor_list(atoms.positions, cell, (False, True, True), 3.0)
+
+
+def test_error_singular_cell():
+    cell = np.array([[4.0, 0.0, 0.0], [8.0, 0.0, 0.0], [0.0, 0.0, 4.0]])
+    with pytest.raises(NeighborListError, match=r"linearly dependent.*singular"):
+        neighbor_list(np.zeros((2, 3)), cell, True, 3.0)
+
+
+@pytest.mark.parametrize("cutoff", [0.0, -1.0, float("nan")])
+def test_error_bad_cutoff(cutoff):
+    with pytest.raises(NeighborListError, match=r"cutoff must be a finite number > 0"):
+        neighbor_list(np.zeros((2, 3)), np.eye(3), True, cutoff)
+    with pytest.raises(NeighborListError, match=r"cutoff must be a finite number > 0"):
+        VerletNeighborList(cutoff)
+
+
+def test_error_negative_skin():
+    with pytest.raises(NeighborListError, match=r"skin must be a finite number >= 0"):
+        VerletNeighborList(3.0, skin=-0.1)
