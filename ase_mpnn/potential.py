@@ -130,8 +130,6 @@ class AtomisticModel(nn.Module):
         want_energy = want_forces or want_stress or "energy" in properties or "energies" in properties
         n_atoms, n_graphs = graph.n_atoms, graph.n_graphs
         species = self.species_of(graph.numbers)
-        receiver, sender = graph.edge_index[0], graph.edge_index[1]
-
         positions, cell = graph.positions, graph.cell
         with torch.enable_grad() if (want_forces or want_stress) else nullcontext():
             if want_forces:
@@ -141,9 +139,7 @@ class AtomisticModel(nn.Module):
                 symmetric = 0.5 * (strain + strain.transpose(1, 2))
                 positions = positions + torch.einsum("ni,nij->nj", positions, symmetric[graph.batch])
                 cell = cell + torch.bmm(cell, symmetric)
-            edge_batch = graph.batch[receiver]
-            shift_vectors = torch.einsum("ei,eij->ej", graph.shifts, cell[edge_batch])
-            vectors = positions[sender] - positions[receiver] + shift_vectors  # (n_edges, 3)
+            vectors = _edge_vectors(positions, cell, graph)  # (n_edges, 3)
             lengths = torch.linalg.vector_norm(vectors, dim=1)  # (n_edges,)
             self._check_distances(lengths, graph)
 
@@ -206,6 +202,17 @@ class AtomisticModel(nn.Module):
                 f"atoms {i} and {j} are {float(closest):.3g} Å apart (less than {self.min_distance} Å): "
                 "overlapping atoms give meaningless results. Check the structure (duplicated atoms?)."
             )
+
+
+def _edge_vectors(positions: torch.Tensor, cell: torch.Tensor, graph: Graph) -> torch.Tensor:
+    """r_ij = r_j − r_i + S·cell for every edge (index_select: cheap backward on CPU)."""
+    receiver, sender = graph.edge_index[0], graph.edge_index[1]
+    if graph.n_graphs == 1:
+        shift_vectors = graph.shifts @ cell[0]
+    else:
+        edge_cells = cell.index_select(0, graph.batch.index_select(0, receiver))
+        shift_vectors = torch.einsum("ei,eij->ej", graph.shifts, edge_cells)
+    return positions.index_select(0, sender) - positions.index_select(0, receiver) + shift_vectors
 
 
 def _periodic_volume(graph: Graph) -> torch.Tensor:

@@ -31,7 +31,7 @@ class SchNetInteraction(nn.Module):
 
     def forward(self, s, rbf, fcut, receiver, sender):
         filters = self.filter_net(rbf) * fcut[:, None]
-        x = self.in2f(s)[sender] * filters
+        x = self.in2f(s).index_select(0, sender) * filters
         y = x.new_zeros((s.shape[0], x.shape[1])).index_add(0, receiver, x)
         return s + self.f2out(y)
 
