@@ -160,7 +160,10 @@ class VerletNeighborList:
     A list is built with ``cutoff + skin``. As long as no atom has moved more
     than ``skin / 2`` since that build, no pair can have come closer by more
     than ``skin``, so every pair now within ``cutoff`` is in the stored list and
-    filtering it by current distances gives exactly the fresh result.
+    filtering it by current distances gives exactly the fresh result. Pairs
+    closer than ``cutoff - skin`` at build time cannot leave the cutoff before
+    the next build, so only the remaining shell pairs are re-measured per call.
+    The pair order differs from ``neighbor_list`` (and is unspecified).
 
     Attributes:
         cutoff: the cutoff of the returned pairs.
@@ -179,8 +182,8 @@ class VerletNeighborList:
         self._cell: np.ndarray | None = None
         self._pbc: np.ndarray | None = None
         self._numbers: np.ndarray | None = None
-        self._pairs: PairList | None = None
-        self._offsets: np.ndarray | None = None
+        self._core: PairList | None = None
+        self._shell: tuple[np.ndarray, ...] | None = None
 
     def _needs_rebuild(self, positions, cell, pbc, numbers) -> bool:
         ref = self._ref_positions
@@ -210,6 +213,10 @@ class VerletNeighborList:
         the cell simply triggers a rebuild) or when the cell, pbc, number of
         atoms or atomic numbers changed. Pairs are then filtered with the current
         positions, so the result equals ``neighbor_list(..., cutoff)`` as a set.
+        ``numbers=None`` disables the atomic-number check.
+
+        Raises:
+            NeighborListError: as ``neighbor_list``, when a rebuild is needed.
         """
         positions = np.ascontiguousarray(positions, dtype=np.float64)
         cell = np.ascontiguousarray(cell, dtype=np.float64)
@@ -218,20 +225,42 @@ class VerletNeighborList:
             numbers = np.asarray(numbers)
 
         if self._needs_rebuild(positions, cell, pbc, numbers):
-            i, j, shifts = neighbor_list(positions, cell, pbc, self.cutoff + self.skin)
-            self._pairs = (i, j, shifts)
-            # The cell is fixed until the next build, so the Cartesian image
-            # offsets can be computed once here instead of on every step.
-            self._offsets = shifts @ cell
-            self._ref_positions = positions.copy()
-            self._cell = cell.copy()
-            self._pbc = pbc.copy()
-            self._numbers = None if numbers is None else numbers.copy()
-            self.n_builds += 1
+            self._build(positions, cell, pbc, numbers)
 
-        i, j, shifts = self._pairs
-        vectors = np.take(positions, j, axis=0)
-        vectors -= np.take(positions, i, axis=0)
-        vectors += self._offsets
-        keep = np.einsum("ij,ij->i", vectors, vectors) < self.cutoff**2
-        return i[keep], j[keep], shifts[keep]
+        core_i, core_j, core_shifts = self._core
+        i, j, shifts, offsets = self._shell
+        keep = _squared_distances(positions, i, j, offsets) < self.cutoff**2
+        return (
+            np.concatenate((core_i, i[keep])),
+            np.concatenate((core_j, j[keep])),
+            np.concatenate((core_shifts, shifts[keep])),
+        )
+
+    def _build(self, positions, cell, pbc, numbers) -> None:
+        i, j, shifts = neighbor_list(positions, cell, pbc, self.cutoff + self.skin)
+        # The cell is fixed until the next build, so Cartesian image offsets
+        # are computed once here rather than on every step.
+        offsets = shifts @ cell
+        # Until the next build no pair distance changes by more than skin, so
+        # pairs closer than cutoff - skin now stay within the cutoff: only the
+        # remaining "shell" pairs need their distance checked on each call.
+        inner = max(self.cutoff - self.skin, 0.0)
+        core = _squared_distances(positions, i, j, offsets) < inner**2
+        shell = ~core
+        self._core = (i[core], j[core], shifts[core])
+        self._shell = (i[shell], j[shell], shifts[shell], offsets[shell])
+        self._ref_positions = positions.copy()
+        self._cell = cell.copy()
+        self._pbc = pbc.copy()
+        self._numbers = None if numbers is None else numbers.copy()
+        self.n_builds += 1
+
+
+def _squared_distances(
+    positions: np.ndarray, i: np.ndarray, j: np.ndarray, offsets: np.ndarray
+) -> np.ndarray:
+    # np.take is markedly faster than fancy indexing for large gathers.
+    vectors = np.take(positions, j, axis=0)
+    vectors -= np.take(positions, i, axis=0)
+    vectors += offsets
+    return np.einsum("ij,ij->i", vectors, vectors)

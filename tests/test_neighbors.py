@@ -1,5 +1,6 @@
 """Tests for ase_mpnn.neighbors against ase.neighborlist.neighbor_list."""
 
+import itertools
 import numpy as np
 import pytest
 from ase import Atoms
@@ -71,7 +72,7 @@ def test_random_triclinic_periodic(seed):
     # Unwrapped positions (up to a cell outside) exercise the shift bookkeeping.
     atoms = _random_atoms(seed, 30, cell, True, spread=(2.0, 1.5, 1.0))
     atoms.positions -= 0.5 * cell.sum(axis=0)
-    i, j, shifts = assert_matches_ase(atoms, 4.0, min_pairs=100)
+    _, _, shifts = assert_matches_ase(atoms, 4.0, min_pairs=100)
     assert shifts.any()
 
 
@@ -80,14 +81,15 @@ def test_slab_mixed_pbc(third):
     cell = np.array([[5.0, 0.0, 0.0], [1.3, 4.6, 0.0], third])
     atoms = _random_atoms(7, 25, cell, (True, True, False))
     atoms.positions[:, 2] = np.random.default_rng(8).uniform(-3.0, 9.0, size=len(atoms))
-    i, j, shifts = assert_matches_ase(atoms, 3.5, min_pairs=50)
+    _, _, shifts = assert_matches_ase(atoms, 3.5, min_pairs=50)
     assert shifts[:, :2].any()
 
 
 def test_tiny_cubic_cell_sees_self_images():
-    atoms = Atoms("Cu2", positions=[[0.1, 0.2, 0.3], [1.1, 0.9, 1.2]], cell=2.0 * np.eye(3), pbc=True)
+    positions = [[0.1, 0.2, 0.3], [1.1, 0.9, 1.2]]
+    atoms = Atoms("Cu2", positions=positions, cell=2.0 * np.eye(3), pbc=True)
     i, j, shifts = assert_matches_ase(atoms, 5.0)
-    self_images = (i == j)
+    self_images = i == j
     assert self_images.any() and shifts[self_images].any(axis=1).all()
     # Several images of the same neighbor are listed separately.
     assert np.count_nonzero((i == 0) & (j == 1)) > 10
@@ -109,7 +111,7 @@ def test_tiny_cell_in_slab():
 def test_wire_1d_periodic(cell_x):
     cell = np.array([cell_x, [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
     atoms = _random_atoms(11, 6, cell, (True, False, False), spread=(3.0, 0.5, 0.5))
-    i, j, shifts = assert_matches_ase(atoms, 4.0, min_pairs=20)
+    _, _, shifts = assert_matches_ase(atoms, 4.0, min_pairs=20)
     assert shifts[:, 0].any()
 
 
@@ -142,6 +144,38 @@ def test_verlet_matches_fresh_list_along_trajectory(pbc):
         assert all(a.dtype == np.int64 for a in got)
         assert _pair_set(*got) == _pair_set(*neighbor_list(positions, cell, pbc, 3.5))
     assert 4 <= verlet.n_builds < n_steps
+
+
+@pytest.mark.parametrize("pbc", [False, True])
+def test_verlet_head_on_pairs(pbc):
+    # Worst case for the skin logic: isolated pairs of atoms moving head-on,
+    # towards or away from each other (across the periodic x boundary when
+    # pbc=True), from separations spanning cutoff +- (skin + 0.1). Any rebuild
+    # threshold looser than skin/2, or any shortcut that trusts pairs it should
+    # recheck, gets at least one of these pairs wrong.
+    cutoff, skin, step = 3.0, 0.5, 0.013
+    separations = np.arange(cutoff - skin - 0.1, cutoff + skin + 0.1, 0.01)
+    n_rows = 12  # pairs sit on a (y, z) grid, 7 A apart, so only partners interact
+    n_cols = -(-2 * len(separations) // n_rows)
+    cell = np.diag([20.0, 7.0 * n_rows, 7.0 * n_cols])
+    pos, direction = [], []
+    for k, (sep, sign) in enumerate(itertools.product(separations, (1.0, -1.0))):
+        y, z = 7.0 * (k % n_rows) + 3.5, 7.0 * (k // n_rows) + 3.5
+        if pbc:  # the pair is bonded through the x boundary; sign=1: approaching
+            pos += [[0.1, y, z], [20.1 - sep, y, z]]
+            direction += [[-sign, 0, 0], [sign, 0, 0]]
+        else:
+            pos += [[5.0, y, z], [5.0 + sep, y, z]]
+            direction += [[sign, 0, 0], [-sign, 0, 0]]
+    pos, direction = np.array(pos), step * np.array(direction, dtype=float)
+
+    verlet = VerletNeighborList(cutoff=cutoff, skin=skin)
+    n_steps = 40
+    for _ in range(n_steps):
+        got = verlet.update(pos, cell, pbc, None)
+        assert _pair_set(*got) == _pair_set(*neighbor_list(pos, cell, pbc, cutoff))
+        pos = pos + direction
+    assert 2 <= verlet.n_builds < n_steps
 
 
 def test_verlet_rebuilds_on_changes():
@@ -205,7 +239,8 @@ def test_error_nan_positions():
     pos = np.zeros((6, 3))
     pos[3, 0] = np.nan
     pos[5, 2] = np.inf
-    with pytest.raises(NeighborListError, match=r"positions contain NaN or infinite values \(atoms 3, 5\)"):
+    message = r"positions contain NaN or infinite values \(atoms 3, 5\)"
+    with pytest.raises(NeighborListError, match=message):
         neighbor_list(pos, np.eye(3) * 5, True, 3.0)
 
 
