@@ -11,6 +11,7 @@ pass (ring-polymer beads, data sets) and returns one dict of results per structu
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any, Iterable, Sequence
 
@@ -20,7 +21,7 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
-from .graph import build_graph
+from .graph import build_graph, total_charge_of
 from .io import load_model
 from .neighbors import VerletNeighborList
 from .potential import AtomisticModel, InputError
@@ -31,6 +32,16 @@ register_polarizability()
 _ENERGY_LIKE = {"energy", "free_energy", "energies", "forces", "stress"}
 
 
+def _needs_conversion(model: AtomisticModel, device: str | torch.device, dtype: torch.dtype | None) -> bool:
+    parameter = next(model.parameters())
+    wrong_dtype = dtype is not None and parameter.dtype != dtype
+    target = torch.device(device)
+    wrong_device = parameter.device.type != target.type or (
+        target.index is not None and parameter.device.index != target.index
+    )
+    return wrong_dtype or wrong_device
+
+
 class MPNNCalculator(Calculator):
     """ASE calculator for an ase_mpnn model.
 
@@ -39,7 +50,8 @@ class MPNNCalculator(Calculator):
             :class:`~ase_mpnn.potential.AtomisticModel`.
         device: torch device, e.g. "cpu" or "cuda".
         dtype: torch.float32 (default for files) or torch.float64; None keeps a
-            loaded model's dtype.
+            loaded model's dtype. A model object on another device or dtype is
+            copied, never converted in place.
         skin: Verlet skin in Å. Neighbor lists are built with cutoff + skin and reused
             until an atom moves more than skin/2; results equal a fresh list. 0 rebuilds
             every call.
@@ -78,8 +90,10 @@ class MPNNCalculator(Calculator):
             raise TypeError(
                 f"model must be a path to a model file or an AtomisticModel, got {type(model).__name__}"
             )
-        else:
-            model = model.to(device=device, dtype=dtype)
+        elif _needs_conversion(model, device, dtype):
+            # nn.Module.to converts in place; copy so the caller's model (and any other
+            # calculator sharing it) keeps its device and dtype.
+            model = copy.deepcopy(model).to(device=device, dtype=dtype)
         model.eval()
         self.model = model
         self.device = torch.device(device)
@@ -97,6 +111,13 @@ class MPNNCalculator(Calculator):
     ) -> None:
         super().calculate(atoms, properties, system_changes)
         self.results = self._evaluate([self.atoms], properties, strict=True)[0]
+
+    def check_state(self, atoms: Atoms, tol: float = 1e-15) -> list[str]:
+        """ASE's checks plus the total charge (``atoms.info["charge"]``), which ASE ignores."""
+        changes = super().check_state(atoms, tol)
+        if self.atoms is not None and total_charge_of(atoms) != total_charge_of(self.atoms):
+            changes.append("charge")
+        return changes
 
     def predict(
         self, structures: Sequence[Atoms], properties: Iterable[str] | None = None

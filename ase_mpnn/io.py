@@ -95,6 +95,13 @@ def load_model(
 def _read(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")
+    if not zipfile.is_zipfile(path):
+        # Model files are torch zip archives. Anything else (text, JSON, empty, truncated)
+        # would reach torch's legacy pickle reader, whose errors are obscure or misleading.
+        raise ModelFileError(
+            f"{path}: not a readable model file (truncated, corrupt or another format): "
+            "not a PyTorch zip archive"
+        )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:

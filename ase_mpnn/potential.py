@@ -198,8 +198,13 @@ class AtomisticModel(nn.Module):
         if bool(closest < self.min_distance):
             k = int(torch.argmin(lengths.detach()))
             i, j = int(graph.edge_index[0, k]), int(graph.edge_index[1, k])
+            # Report indices within the structure, not within the batch.
+            g = int(graph.batch[i])
+            first = int((graph.batch < g).sum())
+            i, j = i - first, j - first
+            where = f"structure {g}: " if graph.n_graphs > 1 else ""
             raise InputError(
-                f"atoms {i} and {j} are {float(closest):.3g} Å apart (less than {self.min_distance} Å): "
+                f"{where}atoms {i} and {j} are {float(closest):.3g} Å apart (less than {self.min_distance} Å): "
                 "overlapping atoms give meaningless results. Check the structure (duplicated atoms?)."
             )
 
