@@ -31,6 +31,8 @@ from .nn import scatter_sum
 
 PROPERTIES = ("energy", "energies", "forces", "stress", "charges", "dipole", "polarizability")
 
+# Buffers kept in float64 when the model is converted to float32.
+_FLOAT64_BUFFERS = ("atomic_energies", "energy_scale")
 # Columns of the shared scalar read-out.
 _ENERGY, _CHARGE, _ALPHA_ISO = 0, 1, 2
 # Channels of the vector read-out.
@@ -79,6 +81,14 @@ class AtomisticModel(nn.Module):
         self.bond_polarizability = BondPolarizability(n_features, cutoff)
         self.vector_head = VectorReadout(n_features, 2) if representation.has_vectors else None
 
+    def _apply(self, fn, recurse=True):
+        # Reference energies stay float64 whatever the model's dtype: a float32 total of
+        # −2080 eV (one water) would be rounded to 0.1 meV.
+        super()._apply(fn, recurse)
+        for name in _FLOAT64_BUFFERS:
+            self._buffers[name] = self._buffers[name].to(torch.float64)
+        return self
+
     @property
     def config(self) -> dict[str, Any]:
         """Everything needed to rebuild this model (saved in model files)."""
@@ -116,7 +126,7 @@ class AtomisticModel(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """Predict ``properties`` (a subset of :data:`PROPERTIES`) for every structure in ``graph``.
 
-        Returns tensors: energy (n_graphs,), energies (n_atoms,), forces (n_atoms, 3),
+        Returns tensors: energy (n_graphs,) and energies (n_atoms,) in float64, forces (n_atoms, 3),
         stress (n_graphs, 3, 3) in eV/Å³ (NaN for structures that are not periodic in
         all three directions), charges (n_atoms,), dipole (n_graphs, 3) in e·Å,
         polarizability (n_graphs, 3, 3) in e²Å²/eV. ``create_graph=True`` keeps the graph
@@ -151,7 +161,8 @@ class AtomisticModel(nn.Module):
 
             if want_energy:
                 y = scalars[:n_atoms, _ENERGY] - scalars[n_atoms:, _ENERGY][species]
-                atomic = self.atomic_energies[species].to(y.dtype) + self.energy_scale.to(y.dtype) * y
+                # Summed in float64 (see _apply); forces keep the model's dtype.
+                atomic = self.atomic_energies[species] + self.energy_scale * y.to(torch.float64)
                 energy = scatter_sum(atomic, graph.batch, n_graphs)
                 out["energy"], out["energies"] = energy, atomic
             if want_forces or want_stress:

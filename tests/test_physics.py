@@ -180,6 +180,23 @@ def test_float32_close_to_float64(architecture):
     model32 = model.to(torch.float32)
     graph = ase_mpnn.build_graph([atoms], model32.cutoff, dtype=torch.float32)
     out = model32(graph, ("energy", "forces"))
-    assert out["energy"].dtype == torch.float32
+    assert out["forces"].dtype == torch.float32
+    assert out["energy"].dtype == torch.float64  # totals keep float64 reference energies
     assert out["energy"].item() == pytest.approx(ref["energy"], abs=1e-4)
     np.testing.assert_allclose(out["forces"].detach().numpy(), ref["forces"], atol=1e-4)
+
+
+def test_float32_model_keeps_large_reference_energies_exact(architecture):
+    """A float32 model must not round a −2000 eV total to float32 resolution (~0.1 meV)."""
+    from conftest import make_model
+
+    model = make_model(architecture).to(torch.float32)
+    with torch.no_grad():
+        model.atomic_energies.copy_(torch.tensor([-13.6123456789, -2050.123456789], dtype=torch.float64))
+        model.energy_scale.zero_()  # only the reference energies remain
+    assert model.atomic_energies.dtype == torch.float64
+    graph = ase_mpnn.build_graph([random_molecule(seed=21, n=3)], model.cutoff, dtype=torch.float32)
+    energy = model(graph, ("energy",))["energy"].item()
+    numbers = graph.numbers.tolist()
+    expected = sum(-13.6123456789 if z == 1 else -2050.123456789 for z in numbers)
+    assert energy == pytest.approx(expected, abs=1e-9)

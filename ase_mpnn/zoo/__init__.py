@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Collection
 
+import torch
 from ase.data import atomic_numbers
 
 from ..potential import AtomisticModel
@@ -61,4 +62,5 @@ def build_model(
         if k not in ("n_species", "cutoff") and p.default is not inspect.Parameter.empty
     }
     full = {**defaults, **hyperparameters}
-    return AtomisticModel(representation, numbers, cutoff, name, full, min_distance)
+    model = AtomisticModel(representation, numbers, cutoff, name, full, min_distance)
+    return model.to(torch.get_default_dtype())  # buffers and parameters in one dtype
