@@ -105,14 +105,19 @@ class PaiNN(nn.Module):
         self.rbf = SineRBF(n_rbf, cutoff)
         self.cutoff_fn = CosineCutoff(cutoff)
         n_filter_sets = 1 if shared_filters else n_interactions
-        self.filter_net = nn.Linear(n_rbf, n_filter_sets * 3 * n_features)
+        # W(r) f_c(r) = (A e(r) + b) f_c(r), computed as A (e f_c) + b f_c so autograd does
+        # not keep a second (n_edges, 3F × blocks) copy of the filters for the f_c product.
+        self.filter_net = nn.Linear(n_rbf, n_filter_sets * 3 * n_features, bias=False)
+        bound = 1.0 / n_rbf**0.5  # nn.Linear's bias initialisation
+        self.filter_bias = nn.Parameter(torch.empty(n_filter_sets * 3 * n_features).uniform_(-bound, bound))
         self.interactions = nn.ModuleList(PaiNNInteraction(n_features) for _ in range(n_interactions))
         self.updates = nn.ModuleList(PaiNNUpdate(n_features) for _ in range(n_interactions))
 
     def forward(self, species, edge_index, vectors, lengths):
         receiver, sender = edge_index[0], edge_index[1]
         unit = vectors / lengths[:, None]
-        filters = self.filter_net(self.rbf(lengths)) * self.cutoff_fn(lengths)[:, None]
+        fcut = self.cutoff_fn(lengths)[:, None]
+        filters = self.filter_net(self.rbf(lengths) * fcut) + fcut * self.filter_bias
         filters = torch.split(filters, 3 * self.n_features, dim=1)
         s = self.embedding(species)
         v = s.new_zeros((s.shape[0], 3, self.n_features))
