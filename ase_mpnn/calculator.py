@@ -32,16 +32,6 @@ register_polarizability()
 _ENERGY_LIKE = {"energy", "free_energy", "energies", "forces", "stress"}
 
 
-def _needs_conversion(model: AtomisticModel, device: str | torch.device, dtype: torch.dtype | None) -> bool:
-    parameter = next(model.parameters())
-    wrong_dtype = dtype is not None and parameter.dtype != dtype
-    target = torch.device(device)
-    wrong_device = parameter.device.type != target.type or (
-        target.index is not None and parameter.device.index != target.index
-    )
-    return wrong_dtype or wrong_device
-
-
 class MPNNCalculator(Calculator):
     """ASE calculator for an ase_mpnn model.
 
@@ -50,8 +40,8 @@ class MPNNCalculator(Calculator):
             :class:`~ase_mpnn.potential.AtomisticModel`.
         device: torch device, e.g. "cpu" or "cuda".
         dtype: torch.float32 (default for files) or torch.float64; None keeps a
-            loaded model's dtype. A model object on another device or dtype is
-            copied, never converted in place.
+            loaded model's dtype. A model object is copied (and frozen), never
+            changed in place: later changes to it do not reach the calculator.
         skin: Verlet skin in Å. Neighbor lists are built with cutoff + skin and reused
             until an atom moves more than skin/2; results equal a fresh list. 0 rebuilds
             every call.
@@ -90,11 +80,12 @@ class MPNNCalculator(Calculator):
             raise TypeError(
                 f"model must be a path to a model file or an AtomisticModel, got {type(model).__name__}"
             )
-        elif _needs_conversion(model, device, dtype):
-            # nn.Module.to converts in place; copy so the caller's model (and any other
-            # calculator sharing it) keeps its device and dtype.
+        else:
+            # The calculator works on its own frozen copy: the caller's model keeps its
+            # device, dtype and trainable parameters, and frozen parameters let the model
+            # skip autograd bookkeeping for weights and cache isolated-atom read-outs.
             model = copy.deepcopy(model).to(device=device, dtype=dtype)
-        model.eval()
+        model.eval().requires_grad_(False)
         self.model = model
         self.device = torch.device(device)
         self.dtype = next(model.parameters()).dtype

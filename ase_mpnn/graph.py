@@ -33,6 +33,7 @@ class Graph:
     batch: torch.Tensor  # (n_atoms,) int64 structure index of each atom
     total_charge: torch.Tensor  # (n_graphs,) e
     n_graphs: int
+    periodic: bool = True  # False when every structure is non-periodic (all shifts zero)
 
     @property
     def n_atoms(self) -> int:
@@ -56,6 +57,7 @@ class Graph:
             batch=move(self.batch),
             total_charge=move(self.total_charge),
             n_graphs=self.n_graphs,
+            periodic=self.periodic,
         )
 
 
@@ -107,5 +109,6 @@ def build_graph(
         batch=torch.from_numpy(np.repeat(np.arange(len(structures)), counts)),
         total_charge=torch.tensor([total_charge_of(a) for a in structures], dtype=torch.float64),
         n_graphs=len(structures),
+        periodic=any(a.pbc.any() for a in structures),
     )
     return graph.to(device=device, dtype=dtype)

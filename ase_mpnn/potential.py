@@ -106,9 +106,11 @@ class AtomisticModel(nn.Module):
 
     def species_of(self, numbers: torch.Tensor) -> torch.Tensor:
         """Map atomic numbers to species indices, naming any element the model lacks."""
-        valid = (numbers > 0) & (numbers < self.species_index.shape[0])
-        index = self.species_index[numbers.clamp(0, self.species_index.shape[0] - 1)]
-        unknown = ~valid | (index < 0)
+        try:
+            index = self.species_index[numbers]
+        except IndexError:  # atomic number beyond the periodic table
+            index = torch.full_like(numbers, -1)
+        unknown = index < 0
         if bool(unknown.any()):
             bad = sorted({int(z) for z in numbers[unknown].tolist()})
             names = ", ".join(chemical_symbols[z] if 0 < z < len(chemical_symbols) else f"Z={z}" for z in bad)
@@ -153,14 +155,21 @@ class AtomisticModel(nn.Module):
             lengths = torch.linalg.vector_norm(vectors, dim=1)  # (n_edges,)
             self._check_distances(lengths, graph)
 
-            # One isolated atom per element rides along as extra nodes without edges.
-            node_species = torch.cat([species, torch.arange(len(self.species), device=species.device)])
+            isolated = self._cached_isolated_scalars()
+            if isolated is None:
+                # One isolated atom per element rides along as extra nodes without edges,
+                # so gradients reach the parameters through it too.
+                node_species = torch.cat([species, torch.arange(len(self.species), device=species.device)])
+            else:
+                node_species = species
             s, v = self.representation(node_species, graph.edge_index, vectors, lengths)
-            scalars = self.scalar_head(s)  # (n_atoms + n_species, 3)
+            scalars = self.scalar_head(s)  # (n_nodes, 3)
+            if isolated is None:
+                scalars, isolated = scalars[:n_atoms], scalars[n_atoms:]
             out: dict[str, torch.Tensor] = {}
 
             if want_energy:
-                y = scalars[:n_atoms, _ENERGY] - scalars[n_atoms:, _ENERGY][species]
+                y = scalars[:, _ENERGY] - isolated[species, _ENERGY]
                 # Summed in float64 (see _apply); forces keep the model's dtype.
                 atomic = self.atomic_energies[species] + self.energy_scale * y.to(torch.float64)
                 energy = scatter_sum(atomic, graph.batch, n_graphs)
@@ -174,7 +183,7 @@ class AtomisticModel(nn.Module):
                     out["stress"] = grads[-1] / _periodic_volume(graph)[:, None, None]
 
         if {"charges", "dipole"} & set(properties):
-            charges = corrected_charges(scalars[:n_atoms, _CHARGE], graph.batch, n_graphs, graph.total_charge)
+            charges = corrected_charges(scalars[:, _CHARGE], graph.batch, n_graphs, graph.total_charge)
             out["charges"] = charges
             if "dipole" in properties:
                 dipole = scatter_sum(charges[:, None] * graph.positions, graph.batch, n_graphs)
@@ -189,7 +198,7 @@ class AtomisticModel(nn.Module):
     def _polarizability(self, graph, species, scalars, s, v, vectors, lengths) -> torch.Tensor:
         n_atoms, n_graphs = graph.n_atoms, graph.n_graphs
         eye = torch.eye(3, dtype=s.dtype, device=s.device)
-        iso = scatter_sum(scalars[:n_atoms, _ALPHA_ISO], graph.batch, n_graphs)
+        iso = scatter_sum(scalars[:, _ALPHA_ISO], graph.batch, n_graphs)
         alpha = iso[:, None, None] * eye
         alpha = alpha + self.bond_polarizability(
             s[:n_atoms], graph.edge_index, vectors.detach(), lengths.detach(), graph.batch, n_graphs
@@ -201,6 +210,30 @@ class AtomisticModel(nn.Module):
             outer = nu[:, :, None] * centred[:, None, :]
             alpha = alpha + scatter_sum(outer + outer.transpose(1, 2), graph.batch, n_graphs)
         return alpha
+
+    def _cached_isolated_scalars(self) -> torch.Tensor | None:
+        """Read-outs of isolated atoms (n_species, 3) when the parameters are frozen, else None.
+
+        They depend on the parameters only, so a frozen model (the calculator's) computes
+        them once instead of carrying one extra node per element through every call, a
+        large share of the work for small molecules. The cache key is each parameter's
+        storage and in-place version counter, so optimizer steps, ``load_state_dict`` and
+        ``.to()`` all invalidate it.
+        """
+        parameters = list(self.parameters())
+        if any(p.requires_grad for p in parameters):
+            return None
+        key = tuple((p.data_ptr(), p._version, p.dtype) for p in parameters)
+        cache = self.__dict__.get("_isolated_cache")
+        if cache is None or cache[0] != key:
+            species = torch.arange(len(self.species), device=self.species_index.device)
+            no_edges = species.new_zeros((2, 0))
+            vectors = parameters[0].new_zeros((0, 3))
+            with torch.no_grad():
+                s, _ = self.representation(species, no_edges, vectors, vectors[:, 0])
+                cache = (key, self.scalar_head(s))
+            self.__dict__["_isolated_cache"] = cache
+        return cache[1]
 
     def _check_distances(self, lengths: torch.Tensor, graph: Graph) -> None:
         if lengths.numel() == 0:
@@ -223,12 +256,15 @@ class AtomisticModel(nn.Module):
 def _edge_vectors(positions: torch.Tensor, cell: torch.Tensor, graph: Graph) -> torch.Tensor:
     """r_ij = r_j − r_i + S·cell for every edge (index_select: cheap backward on CPU)."""
     receiver, sender = graph.edge_index[0], graph.edge_index[1]
+    vectors = positions.index_select(0, sender) - positions.index_select(0, receiver)
+    if not graph.periodic:  # all shifts are zero: skip the product (small molecules in MD)
+        return vectors
     if graph.n_graphs == 1:
         shift_vectors = graph.shifts @ cell[0]
     else:
         edge_cells = cell.index_select(0, graph.batch.index_select(0, receiver))
         shift_vectors = torch.einsum("ei,eij->ej", graph.shifts, edge_cells)
-    return positions.index_select(0, sender) - positions.index_select(0, receiver) + shift_vectors
+    return vectors + shift_vectors
 
 
 def _periodic_volume(graph: Graph) -> torch.Tensor:

@@ -200,3 +200,34 @@ def test_float32_model_keeps_large_reference_energies_exact(architecture):
     numbers = graph.numbers.tolist()
     expected = sum(-13.6123456789 if z == 1 else -2050.123456789 for z in numbers)
     assert energy == pytest.approx(expected, abs=1e-9)
+
+
+def test_frozen_model_caches_isolated_atoms_exactly(architecture):
+    """Frozen models cache isolated-atom read-outs; results equal the in-graph path and
+    follow every change of the parameters."""
+    from conftest import make_model
+
+    trainable = make_model(architecture)
+    frozen = make_model(architecture).requires_grad_(False)
+    atoms = random_molecule(seed=30)
+    props = ("energy", "forces", "dipole", "polarizability")
+
+    def agree():
+        ref, out = predict(trainable, atoms, props), predict(frozen, atoms, props)
+        for key in props:
+            np.testing.assert_allclose(out[key], ref[key], atol=1e-12, err_msg=key)
+        return out["energy"]
+
+    first = agree()
+    with torch.no_grad():  # in-place change, as an optimizer step does
+        for a, b in zip(trainable.parameters(), frozen.parameters()):
+            a.mul_(1.1)
+            b.mul_(1.1)
+    second = agree()
+    assert abs(second - first) > 1e-6
+    frozen.load_state_dict(make_model(architecture, seed=5).state_dict())
+    trainable.load_state_dict(make_model(architecture, seed=5).state_dict())
+    assert abs(agree() - second) > 1e-6
+    for z, e0 in zip(frozen.species, frozen.atomic_energies.numpy()):
+        single = Atoms(numbers=[z], positions=[[0.0, 0.0, 0.0]])
+        assert predict(frozen, single, ("energy",))["energy"] == pytest.approx(e0, abs=1e-12)

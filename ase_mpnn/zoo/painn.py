@@ -101,23 +101,19 @@ class LowMemoryMessages(torch.autograd.Function):
 class PaiNNInteraction(nn.Module):
     """Message block: per-atom φ(s) = Dense SiLU Dense, combined with the edge filters."""
 
-    def __init__(self, n_features: int, n_rbf: int):
+    def __init__(self, n_features: int):
         super().__init__()
         self.n_features = n_features
         self.phi = MLP([n_features, n_features, 3 * n_features])
-        self.filter = nn.Linear(n_rbf, 3 * n_features, bias=False)
-        bound = 1.0 / n_rbf**0.5  # nn.Linear's bias initialisation
-        self.filter_bias = nn.Parameter(torch.empty(3 * n_features).uniform_(-bound, bound))
 
-    def forward(self, s, v, radial, fcut, unit, receiver, sender, first: bool = False, low_memory: bool = False):
+    def forward(self, s, v, filters, unit, receiver, sender, first: bool = False):
+        """``filters``: the (n_edges, 3F) tensor, or for the low-memory path the tuple
+        (radial, fcut, weight, bias) it is made from."""
         phi = self.phi(s)
         v_in = None if first else v  # v = 0 before the first block: skip the zero term
-        if low_memory:
-            ds, dv = LowMemoryMessages.apply(
-                phi, v_in, radial, fcut, self.filter.weight, self.filter_bias, unit, receiver, sender
-            )
+        if isinstance(filters, tuple):
+            ds, dv = LowMemoryMessages.apply(phi, v_in, *filters, unit, receiver, sender)
         else:
-            filters = _filters(radial, fcut, self.filter.weight, self.filter_bias)
             ds, dv = _messages(phi, v_in, filters, unit, receiver, sender)
         return s + ds, v + dv
 
@@ -177,7 +173,11 @@ class PaiNN(nn.Module):
         self.embedding = nn.Embedding(n_species, n_features)
         self.rbf = SineRBF(n_rbf, cutoff)
         self.cutoff_fn = CosineCutoff(cutoff)
-        self.interactions = nn.ModuleList(PaiNNInteraction(n_features, n_rbf) for _ in range(n_interactions))
+        # The filters of all blocks come from one matrix product (W f_c = A (e f_c) + b f_c).
+        self.filter_net = nn.Linear(n_rbf, n_interactions * 3 * n_features, bias=False)
+        bound = 1.0 / n_rbf**0.5  # nn.Linear's bias initialisation
+        self.filter_bias = nn.Parameter(torch.empty(n_interactions * 3 * n_features).uniform_(-bound, bound))
+        self.interactions = nn.ModuleList(PaiNNInteraction(n_features) for _ in range(n_interactions))
         self.updates = nn.ModuleList(PaiNNUpdate(n_features) for _ in range(n_interactions))
 
     def forward(self, species, edge_index, vectors, lengths):
@@ -185,11 +185,17 @@ class PaiNN(nn.Module):
         unit = vectors / lengths[:, None]
         fcut = self.cutoff_fn(lengths)[:, None]
         radial = self.rbf(lengths) * fcut  # (n_edges, n_rbf)
-        low_memory = lengths.shape[0] > self.low_memory_edges
+        width = 3 * self.n_features
+        if lengths.shape[0] > self.low_memory_edges:
+            weights = torch.split(self.filter_net.weight, width, dim=0)
+            biases = torch.split(self.filter_bias, width)
+            filters = [(radial, fcut, w, b) for w, b in zip(weights, biases)]
+        else:
+            filters = torch.split(_filters(radial, fcut, self.filter_net.weight, self.filter_bias), width, dim=1)
         s = self.embedding(species)
         v = s.new_zeros((s.shape[0], 3, self.n_features))
         for k, (interaction, update) in enumerate(zip(self.interactions, self.updates)):
-            s, v = interaction(s, v, radial, fcut, unit, receiver, sender, first=k == 0, low_memory=low_memory)
+            s, v = interaction(s, v, filters[k], unit, receiver, sender, first=k == 0)
             s, v = update(s, v)
         return s, v
 
