@@ -477,3 +477,17 @@ def test_cuda_matches_cpu(painn):
             np.testing.assert_allclose(r_gpu[key], r_cpu[key], atol=1e-8, err_msg=key)
     atoms.calc = gpu
     assert np.isfinite(atoms.get_forces()).all()
+
+
+def test_num_threads_is_restored_after_calls(painn):
+    before = torch.get_num_threads()
+    seen = []
+    calc = MPNNCalculator(painn, dtype=F64, num_threads=1)
+    calc.model.register_forward_pre_hook(lambda *args: seen.append(torch.get_num_threads()))
+    atoms = molecule("H2O")
+    atoms.calc = calc
+    atoms.get_potential_energy()
+    assert seen == [1]
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="num_threads"):
+        MPNNCalculator(painn, num_threads=0)
