@@ -164,7 +164,7 @@ class MPNNCalculator(Calculator):
                  for k, a in enumerate(structures)]
         graph = build_graph(structures, self.model.cutoff, pairs, dtype=self.dtype, device=self.device)
         grad_needed = bool({"forces", "stress"} & wanted)
-        with torch.no_grad() if not grad_needed else torch.enable_grad(), torch_threads(self._threads(graph)):
+        with torch.no_grad() if not grad_needed else torch.enable_grad(), torch_threads(self.threads_for(graph)):
             out = self.model(graph, wanted)
         return self._split(out, structures)
 
@@ -189,7 +189,8 @@ class MPNNCalculator(Calculator):
             wanted.discard("stress")
         return wanted
 
-    def _threads(self, graph) -> int | None:
+    def threads_for(self, graph) -> int | None:
+        """Torch threads this calculator uses for ``graph`` (None: torch's setting)."""
         if self.num_threads == "auto":
             return 1 if graph.edge_index.shape[1] < _SMALL_GRAPH_EDGES else None
         return self.num_threads
