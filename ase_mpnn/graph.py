@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from .neighbors import neighbor_list
+from .neighbors import PairList, neighbor_list
 
 
 @dataclass
@@ -61,9 +61,6 @@ class Graph:
         )
 
 
-NeighborPairs = tuple  # (i, j, shifts) numpy arrays from ase_mpnn.neighbors
-
-
 def total_charge_of(atoms: Atoms) -> float:
     """Net charge of a structure: ``atoms.info["charge"]`` (ASE's convention), default 0."""
     return float(atoms.info.get("charge", 0.0))
@@ -72,7 +69,7 @@ def total_charge_of(atoms: Atoms) -> float:
 def build_graph(
     structures: Sequence[Atoms],
     cutoff: float,
-    pairs: Sequence[NeighborPairs] | None = None,
+    pairs: Sequence[PairList] | None = None,
     dtype: torch.dtype = torch.float64,
     device: torch.device | str = "cpu",
 ) -> Graph:

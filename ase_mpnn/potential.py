@@ -272,8 +272,3 @@ def _periodic_volume(graph: Graph) -> torch.Tensor:
     volume = torch.linalg.det(graph.cell).abs()
     periodic = graph.pbc.all(dim=1)
     return torch.where(periodic, volume, torch.full_like(volume, float("nan")))
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return int(sum(p.numel() for p in model.parameters()))
