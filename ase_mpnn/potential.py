@@ -106,11 +106,10 @@ class AtomisticModel(nn.Module):
 
     def species_of(self, numbers: torch.Tensor) -> torch.Tensor:
         """Map atomic numbers to species indices, naming any element the model lacks."""
-        try:
-            index = self.species_index[numbers]
-        except IndexError:  # atomic number beyond the periodic table
-            index = torch.full_like(numbers, -1)
-        unknown = index < 0
+        size = self.species_index.shape[0]
+        # Clamped lookup: an out-of-range index would be a device-side assert on CUDA.
+        index = self.species_index[numbers.clamp(0, size - 1)]
+        unknown = (index < 0) | (numbers >= size)
         if bool(unknown.any()):
             bad = sorted({int(z) for z in numbers[unknown].tolist()})
             names = ", ".join(chemical_symbols[z] if 0 < z < len(chemical_symbols) else f"Z={z}" for z in bad)
