@@ -13,7 +13,9 @@ everything physical happens here:
 * Forces ``F = −∂E/∂r`` and stress ``σ = (1/V) ∂E/∂ε`` by autograd, where ε is a
   symmetric strain applied to positions and cell: ``r → r (1 + ε)``, ``cell → cell (1 + ε)``.
   Only what is asked is computed: no autograd without forces or stress.
-* Charges, dipole and polarizability: see :mod:`ase_mpnn.heads`.
+* Charges, dipole and polarizability: see :mod:`ase_mpnn.heads`. A representation may
+  return a third output, per-atom symmetric 3×3 tensors (n_nodes, 3, 3) built from its
+  own 0e + 2e features (e3nn models); they are summed into the polarizability.
 """
 
 from __future__ import annotations
@@ -161,7 +163,8 @@ class AtomisticModel(nn.Module):
                 node_species = torch.cat([species, torch.arange(len(self.species), device=species.device)])
             else:
                 node_species = species
-            s, v = self.representation(node_species, graph.edge_index, vectors, lengths)
+            s, v, *rest = self.representation(node_species, graph.edge_index, vectors, lengths)
+            tensors = rest[0] if rest else None  # (n_nodes, 3, 3) or None
             scalars = self.scalar_head(s)  # (n_nodes, 3)
             if isolated is None:
                 scalars, isolated = scalars[:n_atoms], scalars[n_atoms:]
@@ -191,10 +194,10 @@ class AtomisticModel(nn.Module):
                     dipole = dipole + scatter_sum(atomic_dipoles, graph.batch, n_graphs)
                 out["dipole"] = dipole
         if "polarizability" in properties:
-            out["polarizability"] = self._polarizability(graph, species, scalars, s, v, vectors, lengths)
+            out["polarizability"] = self._polarizability(graph, species, scalars, s, v, tensors, vectors, lengths)
         return out
 
-    def _polarizability(self, graph, species, scalars, s, v, vectors, lengths) -> torch.Tensor:
+    def _polarizability(self, graph, species, scalars, s, v, tensors, vectors, lengths) -> torch.Tensor:
         n_atoms, n_graphs = graph.n_atoms, graph.n_graphs
         eye = torch.eye(3, dtype=s.dtype, device=s.device)
         iso = scatter_sum(scalars[:, _ALPHA_ISO], graph.batch, n_graphs)
@@ -208,6 +211,8 @@ class AtomisticModel(nn.Module):
             nu = self.vector_head(v[:n_atoms])[:, :, _ALPHA_VEC]
             outer = nu[:, :, None] * centred[:, None, :]
             alpha = alpha + scatter_sum(outer + outer.transpose(1, 2), graph.batch, n_graphs)
+        if tensors is not None:
+            alpha = alpha + scatter_sum(tensors[:n_atoms], graph.batch, n_graphs)
         return alpha
 
     def _cached_isolated_scalars(self) -> torch.Tensor | None:
@@ -229,7 +234,7 @@ class AtomisticModel(nn.Module):
             no_edges = species.new_zeros((2, 0))
             vectors = parameters[0].new_zeros((0, 3))
             with torch.no_grad():
-                s, _ = self.representation(species, no_edges, vectors, vectors[:, 0])
+                s = self.representation(species, no_edges, vectors, vectors[:, 0])[0]
                 cache = (key, self.scalar_head(s))
             self.__dict__["_isolated_cache"] = cache
         return cache[1]
