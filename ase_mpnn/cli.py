@@ -3,6 +3,8 @@
     ase-mpnn create painn --species H O --cutoff 5 -o model.pt   untrained model file
     ase-mpnn info model.pt                                       what a model file holds
     ase-mpnn predict model.pt structures.xyz [-o out.extxyz]     batched evaluation
+    ase-mpnn train config.yaml                                   train (resumes if interrupted)
+    ase-mpnn eval model.pt data.extxyz [--plot parity.png]       MAE / RMSE per property
 """
 
 from __future__ import annotations
@@ -62,6 +64,35 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from .train import TrainConfig, train
+
+    train(TrainConfig.from_yaml(args.config))
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from . import load_model
+    from .data import read_dataset
+    from .evaluate import error_metrics, format_metrics, parity_plot, predict_dataset
+
+    model = load_model(args.model, device=args.device, dtype=torch_dtype(args.dtype))
+    dataset = read_dataset(args.data, json.loads(args.keys) if args.keys else None, index=args.index)
+    predicted, reference = predict_dataset(model, dataset, args.batch_size)
+    print(f"{args.model} on {args.data} ({len(dataset)} structures, index {args.index})")
+    print(format_metrics(error_metrics(predicted, reference)))
+    if args.plot:
+        parity_plot(predicted, reference, args.plot)
+        print(f"parity plot written to {args.plot}")
+    return 0
+
+
+def torch_dtype(name: str):
+    import torch
+
+    return {"float32": torch.float32, "float64": torch.float64}[name]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ase-mpnn", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -85,6 +116,21 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--batch-size", type=int, default=64)
     predict.add_argument("--device", default="cpu")
     predict.set_defaults(func=_predict)
+
+    train = sub.add_parser("train", help="train a model from a YAML config (resumes from its checkpoint)")
+    train.add_argument("config")
+    train.set_defaults(func=_train)
+
+    evaluate = sub.add_parser("eval", help="errors of a model on labelled data")
+    evaluate.add_argument("model")
+    evaluate.add_argument("data", help="extxyz or ASE .db with reference labels")
+    evaluate.add_argument("--index", default=":", help="frames to use, ase.io syntax (default all)")
+    evaluate.add_argument("--keys", help='JSON label -> key map, e.g. \'{"energy": "E_dft"}\'')
+    evaluate.add_argument("--plot", help="write a parity plot (PNG)")
+    evaluate.add_argument("--batch-size", type=int, default=32)
+    evaluate.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    evaluate.add_argument("--device", default="cpu")
+    evaluate.set_defaults(func=_eval)
     return parser
 
 

@@ -1,0 +1,203 @@
+"""Reference data: read labelled structures, split them, batch them for training.
+
+Structures come from any file ase.io reads (extxyz, ...) or from an ASE database
+(``.db``). Labels are looked up per frame under configurable keys; a frame may lack
+some of them, and each loss term then uses only the frames that have it.
+
+Default keys (what ase.io gives): energy, forces and stress from the attached
+(single-point) calculator; dipole from the calculator or ``info["dipole"]``;
+polarizability from ``info["polarizability"]`` or the calculator (9 numbers or 3×3).
+Stress may be given as Voigt 6-vector or 3×3; it is stored as 3×3.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.stress import voigt_6_to_full_3x3_stress
+
+from .graph import Graph, build_graph
+from .neighbors import PairList, neighbor_list
+
+LABELS = ("energy", "forces", "stress", "dipole", "polarizability")
+DEFAULT_KEYS = {label: label for label in LABELS}
+# Shape of one frame's label (forces are per atom).
+_SHAPES = {"energy": (), "forces": (-1, 3), "stress": (3, 3), "dipole": (3,), "polarizability": (3, 3)}
+
+
+class DataError(ValueError):
+    """Reference data that cannot be used as asked (missing file, labels or elements)."""
+
+
+@dataclass
+class Sample:
+    """One labelled structure; ``labels`` holds only what the frame has."""
+
+    atoms: Atoms
+    labels: dict[str, np.ndarray]
+    pairs: PairList | None = None  # neighbor list at the model's cutoff, filled by attach_neighbors
+
+
+@dataclass
+class Dataset:
+    samples: list[Sample]
+    source: str = ""
+    keys: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_KEYS))
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def subset(self, indices: Sequence[int]) -> "Dataset":
+        return Dataset([self.samples[i] for i in indices], self.source, self.keys)
+
+    def count(self, label: str) -> int:
+        """How many frames have ``label``."""
+        return sum(label in s.labels for s in self.samples)
+
+    @property
+    def elements(self) -> list[int]:
+        return sorted({int(z) for s in self.samples for z in s.atoms.numbers})
+
+    def attach_neighbors(self, cutoff: float) -> None:
+        """Compute each frame's neighbor list once (positions never change in training)."""
+        for s in self.samples:
+            a = s.atoms
+            s.pairs = neighbor_list(a.positions, a.cell.array, a.pbc, cutoff)
+
+
+def _lookup(atoms: Atoms, key: str) -> np.ndarray | None:
+    """A label from the calculator's results or from info/arrays, None if absent."""
+    results = atoms.calc.results if atoms.calc is not None else {}
+    for source in (results, atoms.info, atoms.arrays):
+        if key in source and source[key] is not None:
+            return np.asarray(source[key], dtype=np.float64)
+    return None
+
+
+def _shaped(label: str, value: np.ndarray, atoms: Atoms, where: str) -> np.ndarray:
+    if label == "stress" and value.shape == (6,):
+        value = voigt_6_to_full_3x3_stress(value)
+    elif label == "polarizability" and value.shape == (9,):
+        value = value.reshape(3, 3)
+    shape = _SHAPES[label]
+    expected = (len(atoms), 3) if label == "forces" else shape
+    if value.shape != expected:
+        raise DataError(f"{where}: {label} has shape {value.shape}, expected {expected}")
+    if not np.isfinite(value).all():
+        raise DataError(f"{where}: {label} contains NaN or infinite values")
+    return value
+
+
+def read_dataset(path: str | os.PathLike, keys: dict[str, str] | None = None, index: str = ":") -> Dataset:
+    """Read labelled structures from an ase.io file or an ASE database (``*.db``).
+
+    ``keys`` maps our labels (energy, forces, stress, dipole, polarizability) to the
+    names used in the file; unknown labels are an error.
+    """
+    import ase.db
+    import ase.io
+
+    path = Path(path)
+    keys = {**DEFAULT_KEYS, **(keys or {})}
+    unknown = set(keys) - set(LABELS)
+    if unknown:
+        raise DataError(f"unknown label(s) {sorted(unknown)} in keys; labels are {list(LABELS)}")
+    if not path.is_file():
+        raise DataError(f"{path}: no such data file")
+    try:
+        if path.suffix == ".db":
+            frames = [row.toatoms(add_additional_information=True) for row in ase.db.connect(path).select()]
+            for atoms in frames:  # ASE db keeps extra key-value pairs under info["key_value_pairs"]
+                atoms.info.update(atoms.info.pop("key_value_pairs", {}))
+                atoms.info.update(atoms.info.pop("data", {}))
+        else:
+            frames = ase.io.read(path, index)
+    except Exception as err:  # ase raises many types for unreadable files
+        raise DataError(f"{path}: cannot read structures ({type(err).__name__}: {err})") from None
+    if isinstance(frames, Atoms):
+        frames = [frames]
+    if not frames:
+        raise DataError(f"{path}: no structures in the file")
+    samples = []
+    for k, atoms in enumerate(frames):
+        labels = {}
+        for label, key in keys.items():
+            value = _lookup(atoms, key)
+            if value is not None:
+                labels[label] = _shaped(label, value, atoms, f"{path} frame {k}")
+        samples.append(Sample(atoms, labels))
+    return Dataset(samples, str(path), keys)
+
+
+def split_indices(n: int, fractions: Sequence[float], seed: int) -> list[np.ndarray]:
+    """Shuffle 0..n-1 with ``seed`` and cut into train/validation/test parts by ``fractions``."""
+    if not np.isclose(sum(fractions), 1.0) or min(fractions) < 0:
+        raise DataError(f"split fractions must be non-negative and sum to 1, got {list(fractions)}")
+    order = np.random.default_rng(seed).permutation(n)
+    bounds = np.round(np.cumsum(fractions)[:-1] * n).astype(int)
+    parts = np.split(order, bounds)
+    if len(parts[0]) == 0 or (len(fractions) > 1 and len(parts[1]) == 0):
+        raise DataError(f"{n} structures are too few for the split {list(fractions)}")
+    return [np.sort(p) for p in parts]
+
+
+def fit_atomic_energies(dataset: Dataset, species: Sequence[int]) -> np.ndarray:
+    """Per-element reference energies E0 by least squares: E ≈ Σ_Z n_Z E0[Z].
+
+    With a single composition (e.g. only water) the system is underdetermined; the
+    minimum-norm solution still reproduces the mean energy exactly.
+    """
+    rows = [s for s in dataset.samples if "energy" in s.labels]
+    if not rows:
+        return np.zeros(len(species))
+    counts = np.array([[np.count_nonzero(s.atoms.numbers == z) for z in species] for s in rows], float)
+    energies = np.array([float(s.labels["energy"]) for s in rows])
+    solution, *_ = np.linalg.lstsq(counts, energies, rcond=None)
+    return solution
+
+
+@dataclass
+class Batch:
+    """A batched graph with stacked labels and, per label, which structures have it."""
+
+    graph: Graph
+    labels: dict[str, torch.Tensor]  # per graph (energy, stress, dipole, polarizability) or per atom (forces)
+    masks: dict[str, torch.Tensor]  # (n_graphs,) bool: the structure has this label
+    n_atoms: torch.Tensor  # (n_graphs,) atoms per structure
+
+
+def make_batch(samples: Sequence[Sample], cutoff: float, dtype: torch.dtype, device: str | torch.device) -> Batch:
+    """Batch samples; missing labels are zero-filled and masked out."""
+    structures = [s.atoms for s in samples]
+    pairs = [s.pairs for s in samples] if all(s.pairs is not None for s in samples) else None
+    graph = build_graph(structures, cutoff, pairs, dtype=dtype, device=device)
+    labels, masks = {}, {}
+    for label in LABELS:
+        have = [label in s.labels for s in samples]
+        if not any(have):
+            continue
+        if label == "forces":
+            values = [s.labels[label] if h else np.zeros((len(s.atoms), 3)) for s, h in zip(samples, have)]
+            stacked = np.concatenate(values)
+        else:
+            values = [s.labels[label] if h else np.zeros(_SHAPES[label]) for s, h in zip(samples, have)]
+            stacked = np.stack(values)
+        labels[label] = torch.as_tensor(stacked, dtype=torch.float64, device=device)
+        masks[label] = torch.as_tensor(have, device=device)
+    n_atoms = torch.as_tensor([len(a) for a in structures], device=device)
+    return Batch(graph, labels, masks, n_atoms)
+
+
+def iterate_batches(
+    dataset: Dataset, batch_size: int, rng: np.random.Generator | None = None
+) -> Iterator[list[Sample]]:
+    """Mini-batches of samples, shuffled by ``rng`` when given."""
+    order = np.arange(len(dataset)) if rng is None else rng.permutation(len(dataset))
+    for start in range(0, len(order), batch_size):
+        yield [dataset.samples[i] for i in order[start : start + batch_size]]

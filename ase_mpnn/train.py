@@ -1,0 +1,377 @@
+"""Training: weighted losses, AdamW, schedules, EMA, checkpoints that resume exactly.
+
+    config = TrainConfig(data="water.extxyz", output="painn_water.pt", architecture="painn")
+    model = train(config)          # or: ase-mpnn train config.yaml
+
+Losses (each over the frames that have the label, weights in ``loss_weights``):
+energy per atom, force components, stress, dipole and polarizability components, all
+mean squared errors. The model that is saved is the EMA of the weights with the best
+validation loss.
+
+Every epoch writes ``workdir/checkpoint.pt`` (model, EMA, optimizer, scheduler, RNG,
+epoch, history) atomically, so a killed run loses at most the epoch in progress;
+running the same command again resumes exactly where the checkpoint left off.
+
+Data parallel: under ``torchrun --nproc_per_node N``, every rank takes its share of each
+batch and gradients are averaged over ranks (torch.distributed, gloo on CPU, nccl on
+GPU), which gives the same steps as one process with the same total batch.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from ase.data import chemical_symbols
+from ase.symbols import symbols2numbers
+from tqdm import tqdm
+
+from .data import LABELS, DataError, Dataset, fit_atomic_energies, iterate_batches, make_batch, read_dataset, split_indices
+from .evaluate import error_metrics, format_metrics, predict_dataset
+from .io import save_model
+from .potential import AtomisticModel
+from .zoo import build_model
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; ``ase-mpnn train`` reads it from YAML."""
+
+    data: str  # extxyz (or any ase.io format) or ASE .db file
+    output: str = "model.pt"
+    workdir: str | None = None  # checkpoints, metrics.csv, plots; default: OUTPUT without suffix + ".run"
+    architecture: str = "painn"
+    species: list | None = None  # elements; default: those in the data
+    cutoff: float = 5.0
+    hyperparameters: dict = field(default_factory=dict)
+    keys: dict = field(default_factory=dict)  # label -> key in the data file
+    split: list = field(default_factory=lambda: [0.8, 0.1, 0.1])  # train, validation, test
+    seed: int = 0
+    batch_size: int = 16
+    max_epochs: int = 200
+    max_minutes: float | None = None  # stop after this wall time (the model is still saved)
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    schedule: str = "plateau"  # "plateau" (reduce on plateau) or "cosine" (with warm-up)
+    warmup_epochs: int = 0
+    plateau_factor: float = 0.5
+    plateau_patience: int = 10
+    min_lr: float = 1e-6
+    ema_decay: float = 0.99  # 0 disables the moving average
+    clip_grad_norm: float = 10.0
+    early_stopping_patience: int = 50
+    loss_weights: dict = field(default_factory=lambda: {"energy": 1.0, "forces": 1.0})
+    dtype: str = "float32"
+    device: str = "cpu"
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown config key(s) {unknown}; valid keys: {sorted(names)}")
+        if "data" not in values:
+            raise ValueError("the config needs 'data': the path of the training data")
+        return cls(**values)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike) -> "TrainConfig":
+        import yaml
+
+        with open(path) as f:
+            values = yaml.safe_load(f) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: expected a mapping of config keys")
+        config = cls.from_dict(values)
+        base = Path(path).parent  # relative paths in the config are relative to it
+        config.data = str(base / config.data)
+        config.output = str(base / config.output)
+        if config.workdir is not None:
+            config.workdir = str(base / config.workdir)
+        return config
+
+    def validate(self) -> None:
+        unknown = set(self.loss_weights) - set(LABELS)
+        if unknown:
+            raise ValueError(f"unknown loss weight(s) {sorted(unknown)}; labels are {list(LABELS)}")
+        if self.schedule not in ("plateau", "cosine"):
+            raise ValueError(f"schedule must be 'plateau' or 'cosine', got {self.schedule!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {list(DTYPES)}, got {self.dtype!r}")
+        if self.batch_size < 1 or self.max_epochs < 0:
+            raise ValueError("batch_size must be ≥ 1 and max_epochs ≥ 0")
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.workdir) if self.workdir else Path(self.output).with_suffix(".run")
+
+
+# -------------------------------------------------------------------------- losses ---
+
+
+def loss_terms(out: dict[str, torch.Tensor], batch, weights: dict[str, float]) -> dict[str, torch.Tensor]:
+    """Mean squared error per weighted label, over the structures that have it."""
+    terms = {}
+    for label, weight in weights.items():
+        if weight == 0 or label not in batch.labels:
+            continue
+        mask = batch.masks[label]
+        pred, ref = out[label].double(), batch.labels[label]
+        if label == "energy":
+            pred, ref = pred / batch.n_atoms, ref / batch.n_atoms
+        if label == "forces":
+            mask = mask[batch.graph.batch]
+        if bool(mask.any()):
+            terms[label] = (pred[mask] - ref[mask]).pow(2).mean()
+    return terms
+
+
+def weighted_loss(terms: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
+    return sum(weights[k] * v for k, v in terms.items())
+
+
+def validation_loss(predicted: dict, reference: dict, weights: dict[str, float]) -> float:
+    return float(sum(w * np.mean((predicted[k] - reference[k]) ** 2) for k, w in weights.items() if w and k in predicted))
+
+
+# ----------------------------------------------------------------------- the loop ---
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size); initialises torch.distributed under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+def _schedule(optimizer, config: TrainConfig):
+    if config.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=config.plateau_factor, patience=config.plateau_patience, min_lr=config.min_lr
+        )
+    floor = config.min_lr / config.lr
+
+    def factor(epoch: int) -> float:
+        if epoch < config.warmup_epochs:
+            return (epoch + 1) / (config.warmup_epochs + 1)
+        progress = (epoch - config.warmup_epochs) / max(1, config.max_epochs - config.warmup_epochs)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def prepare(config: TrainConfig) -> tuple[Dataset, list[np.ndarray], list[int]]:
+    """Read and check the data before anything is trained: clear errors come first."""
+    config.validate()
+    dataset = read_dataset(config.data, config.keys)
+    for label, weight in config.loss_weights.items():
+        if weight and dataset.count(label) == 0:
+            raise DataError(
+                f"{config.data}: the loss asks for {label} (weight {weight}) but no frame has it; "
+                f"set loss_weights.{label}: 0 or map its key with keys.{label}"
+            )
+    species = sorted(set(symbols2numbers(config.species or dataset.elements)))
+    missing = sorted(set(dataset.elements) - set(species))
+    if missing:
+        raise DataError(
+            f"{config.data}: element(s) {[chemical_symbols[z] for z in missing]} are in the data but not in "
+            f"species {[chemical_symbols[z] for z in species]}"
+        )
+    splits = split_indices(len(dataset), config.split, config.seed)
+    dataset.attach_neighbors(config.cutoff)
+    return dataset, splits, species
+
+
+def _initial_model(config: TrainConfig, train_set: Dataset, species: list[int]) -> AtomisticModel:
+    torch.manual_seed(config.seed)
+    model = build_model(config.architecture, species, cutoff=config.cutoff, **config.hyperparameters)
+    e0 = fit_atomic_energies(train_set, model.species)
+    forces = [s.labels["forces"] for s in train_set.samples if "forces" in s.labels]
+    if forces:  # interaction energies scaled so initial forces have the data's size
+        scale = float(np.sqrt(np.mean(np.concatenate(forces) ** 2)))
+    else:
+        residual = [
+            (float(s.labels["energy"]) - sum(e0[model.species.index(int(z))] for z in s.atoms.numbers)) / len(s.atoms)
+            for s in train_set.samples if "energy" in s.labels
+        ]
+        scale = float(np.std(residual)) if len(residual) > 1 else 1.0
+    with torch.no_grad():
+        model.atomic_energies.copy_(torch.as_tensor(e0))
+        model.energy_scale.fill_(scale if scale > 0 else 1.0)
+    return model.to(device=config.device, dtype=DTYPES[config.dtype])
+
+
+def train(config: TrainConfig, progress: bool = True) -> AtomisticModel:
+    """Train (or resume) as ``config`` says; returns the best EMA model, also saved to ``config.output``."""
+    rank, world = _distributed()
+    dataset, (train_idx, val_idx, *rest), species = prepare(config)
+    train_set, val_set = dataset.subset(train_idx), dataset.subset(val_idx)
+    run_dir = config.run_dir
+    checkpoint_path = run_dir / "checkpoint.pt"
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+
+    model = _initial_model(config, train_set, species)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = _schedule(optimizer, config)
+    rng = np.random.default_rng(config.seed)
+    state = {"epoch": 0, "best_loss": math.inf, "best_epoch": -1, "stale": 0, "history": [], "seconds": 0.0}
+    best_weights = copy.deepcopy(ema.state_dict())
+
+    if checkpoint_path.is_file():
+        saved = torch.load(checkpoint_path, map_location=config.device, weights_only=True)
+        model.load_state_dict(saved["model"])
+        ema.load_state_dict(saved["ema"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        rng.bit_generator.state = json.loads(saved["numpy_rng"])
+        torch.set_rng_state(saved["torch_rng"])
+        best_weights = saved["best_weights"]
+        state = json.loads(saved["state"])
+        if progress and rank == 0:
+            print(f"resuming from {checkpoint_path} after epoch {state['epoch']}")
+
+    weights = {k: float(w) for k, w in config.loss_weights.items() if w}
+    properties = set(weights) | {"energy"}
+    dtype = DTYPES[config.dtype]
+    bar = tqdm(total=config.max_epochs, initial=state["epoch"], disable=not progress or rank != 0, desc="epochs")
+    start_time = time.perf_counter() - state["seconds"]
+    while state["epoch"] < config.max_epochs and state["stale"] < config.early_stopping_patience:
+        if config.max_minutes is not None and (time.perf_counter() - start_time) / 60 > config.max_minutes:
+            break
+        model.train()
+        train_losses = []
+        for samples in iterate_batches(train_set, config.batch_size, rng):
+            shard = samples[rank::world]
+            batch = make_batch(shard, config.cutoff, dtype, config.device)
+            props = properties if all(s.atoms.pbc.all() for s in shard) else properties - {"stress"}
+            out = model(batch.graph, props, create_graph=True)
+            loss = weighted_loss(loss_terms(out, batch, weights), weights)
+            optimizer.zero_grad(set_to_none=False)
+            loss.backward()
+            if world > 1:
+                for p in model.parameters():
+                    dist.all_reduce(p.grad)
+                    p.grad /= world
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
+            optimizer.step()
+            _update_ema(ema, model, config.ema_decay)
+            train_losses.append(loss.item())
+
+        predicted, reference = predict_dataset(ema, val_set)
+        val_loss = validation_loss(predicted, reference, weights)
+        if config.schedule == "plateau":
+            scheduler.step(val_loss)
+        else:
+            scheduler.step()
+        state["epoch"] += 1
+        if val_loss < state["best_loss"]:
+            state.update(best_loss=val_loss, best_epoch=state["epoch"], stale=0)
+            best_weights = copy.deepcopy(ema.state_dict())
+        else:
+            state["stale"] += 1
+        row = {"epoch": state["epoch"], "lr": optimizer.param_groups[0]["lr"], "train_loss": float(np.mean(train_losses)),
+               "val_loss": val_loss, **{f"val_{k}": v for k, v in error_metrics(predicted, reference).items()}}
+        state["history"].append(row)
+        state["seconds"] = time.perf_counter() - start_time
+        if rank == 0:
+            _write_checkpoint(checkpoint_path, model, ema, optimizer, scheduler, rng, best_weights, state)
+            _write_history(run_dir / "metrics.csv", state["history"])
+        bar.update(1)
+        bar.set_postfix(train=f"{row['train_loss']:.3g}", val=f"{val_loss:.3g}", lr=f"{row['lr']:.2g}")
+    bar.close()
+
+    ema.load_state_dict(best_weights)
+    if rank == 0:
+        _finish(config, ema, dataset, train_idx, val_idx, rest[0] if rest else np.array([], int), state, progress)
+    return ema
+
+
+def _update_ema(ema: AtomisticModel, model: AtomisticModel, decay: float) -> None:
+    with torch.no_grad():
+        for shadow, p in zip(ema.parameters(), model.parameters()):
+            shadow.lerp_(p, 1.0 - decay)
+        for shadow, b in zip(ema.buffers(), model.buffers()):
+            shadow.copy_(b)
+
+
+def _write_checkpoint(path: Path, model, ema, optimizer, scheduler, rng, best_weights, state) -> None:
+    payload = {
+        "model": model.state_dict(),
+        "ema": ema.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "numpy_rng": json.dumps(rng.bit_generator.state),
+        "torch_rng": torch.get_rng_state(),
+        "best_weights": best_weights,
+        "state": json.dumps(state),
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)  # atomic: a kill never leaves a half-written checkpoint
+
+
+def _write_history(path: Path, history: list[dict]) -> None:
+    columns = list(dict.fromkeys(k for row in history for k in row))
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def _finish(config, model, dataset, train_idx, val_idx, test_idx, state, progress) -> None:
+    """Test-set metrics, the model file with its metadata, a learning-curve plot."""
+    test_metrics = error_metrics(*predict_dataset(model, dataset.subset(test_idx))) if len(test_idx) else {}
+    metadata = {
+        "data": os.path.basename(config.data),
+        "split": {"train": train_idx.tolist(), "validation": val_idx.tolist(), "test": test_idx.tolist(),
+                  "seed": config.seed, "fractions": list(config.split)},
+        "training": {k: v for k, v in dataclasses.asdict(config).items() if k not in ("data", "output", "workdir")},
+        "epochs": state["epoch"],
+        "best_epoch": state["best_epoch"],
+        "training_minutes": round(state["seconds"] / 60, 2),
+        "test_metrics": test_metrics,
+    }
+    save_model(model, config.output, metadata=metadata)
+    learning_curve(state["history"], config.run_dir / "learning_curve.png")
+    if progress:
+        print(f"saved {config.output} (best epoch {state['best_epoch']} of {state['epoch']}, "
+              f"{state['seconds'] / 60:.1f} min)")
+        if test_metrics:
+            print("test set:\n" + format_metrics(test_metrics))
+
+
+def learning_curve(history: list[dict], path: Path) -> None:
+    """Training and validation loss against epoch, log scale, saved as PNG."""
+    if not history:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [row["epoch"] for row in history]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.semilogy(epochs, [row["train_loss"] for row in history], label="train")
+    ax.semilogy(epochs, [row["val_loss"] for row in history], label="validation (EMA)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("weighted loss")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,138 @@
+"""Training: exact resume after an interruption, outputs, clear errors before training."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import ase.db
+import ase.io
+import numpy as np
+import pytest
+import torch
+
+import ase_mpnn
+from ase_mpnn import train as train_module
+from ase_mpnn.cli import main
+from ase_mpnn.data import DataError, read_dataset
+from ase_mpnn.train import TrainConfig, train
+
+DATA = Path(__file__).parent / "data" / "water_small.extxyz"
+
+
+def config(tmp_path, **overrides) -> TrainConfig:
+    values = dict(
+        data=str(DATA), output=str(tmp_path / "m.pt"), architecture="painn", cutoff=4.0,
+        hyperparameters={"n_features": 8, "n_interactions": 1, "n_rbf": 6},
+        split=[0.6, 0.2, 0.2], batch_size=6, max_epochs=4, dtype="float64", lr=5e-3,
+        loss_weights={"energy": 1.0, "forces": 1.0, "dipole": 1.0, "polarizability": 1.0},
+    )
+    values.update(overrides)
+    return TrainConfig.from_dict(values)
+
+
+def weights(model) -> dict[str, np.ndarray]:
+    return {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
+
+
+def assert_same(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_resume_after_stop_and_after_kill_is_exact(tmp_path, monkeypatch):
+    straight = weights(train(config(tmp_path / "a"), progress=False))
+
+    # Stopped after 2 epochs, then continued to 4: the same run.
+    train(config(tmp_path / "b", max_epochs=2), progress=False)
+    resumed = weights(train(config(tmp_path / "b"), progress=False))
+    assert_same(straight, resumed)
+
+    # Killed in the middle of epoch 3: at most that epoch is lost, the result is the same.
+    calls = {"n": 0}
+    real_make_batch = train_module.make_batch
+
+    def dying_make_batch(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2 * 3 + 2:  # 3 training batches per epoch: dies inside epoch 3
+            raise KeyboardInterrupt
+        return real_make_batch(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "make_batch", dying_make_batch)
+    with pytest.raises(KeyboardInterrupt):
+        train(config(tmp_path / "c"), progress=False)
+    monkeypatch.setattr(train_module, "make_batch", real_make_batch)
+    assert (tmp_path / "c" / "m.run" / "checkpoint.pt").is_file()
+    assert not (tmp_path / "c" / "m.pt").exists()
+    assert_same(straight, weights(train(config(tmp_path / "c"), progress=False)))
+
+
+def test_outputs_and_metadata(tmp_path):
+    cfg = config(tmp_path, max_epochs=3)
+    train(cfg, progress=False)
+    run = tmp_path / "m.run"
+    assert (run / "learning_curve.png").stat().st_size > 1000
+    rows = (run / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 4 and "val_forces_mae" in rows[0] and "val_dipole_rmse" in rows[0]
+    header = ase_mpnn.read_header(cfg.output)
+    meta = header["metadata"]
+    assert sorted(meta["split"]["train"] + meta["split"]["validation"] + meta["split"]["test"]) == list(range(30))
+    assert {"energy_mae", "forces_mae", "dipole_mae", "polarizability_mae_percent"} <= set(meta["test_metrics"])
+    assert meta["epochs"] == 3 and meta["training"]["architecture"] == "painn"
+    model = ase_mpnn.load_model(cfg.output, dtype=torch.float64)
+    assert model.atomic_energies.abs().max() > 100  # reference energies fitted (water ≈ −2080 eV)
+
+
+def test_training_lowers_validation_loss(tmp_path):
+    train(config(tmp_path, max_epochs=8), progress=False)
+    rows = (tmp_path / "m.run" / "metrics.csv").read_text().splitlines()[1:]
+    val = [float(r.split(",")[3]) for r in rows]
+    assert val[-1] < val[0]
+
+
+def test_errors_before_training(tmp_path):
+    with pytest.raises(ValueError, match="unknown config key"):
+        TrainConfig.from_dict({"data": "x", "learning_rate": 1e-3})
+    with pytest.raises(DataError, match="stress"):
+        train(config(tmp_path, loss_weights={"energy": 1.0, "stress": 1.0}), progress=False)
+    with pytest.raises(DataError, match="O"):
+        train(config(tmp_path, species=["H"]), progress=False)
+    with pytest.raises(DataError, match="no such data file"):
+        train(config(tmp_path, data=str(tmp_path / "missing.extxyz")), progress=False)
+    with pytest.raises(ValueError, match="unknown loss weight"):
+        train(config(tmp_path, loss_weights={"dipol": 1.0}), progress=False)
+    assert not (tmp_path / "m.run").exists()  # nothing was started
+
+
+def test_ase_database_and_key_mapping(tmp_path):
+    frames = ase.io.read(DATA, ":5")
+    path = tmp_path / "water.db"
+    with ase.db.connect(path) as db:
+        for a in frames:
+            alpha = np.asarray(a.calc.results.get("polarizability", a.info.get("polarizability")))
+            a.calc.results.pop("polarizability", None)
+            db.write(a, data={"alpha_ref": alpha.reshape(9)})
+    data = read_dataset(path, keys={"polarizability": "alpha_ref"})
+    assert len(data) == 5 and data.count("polarizability") == 5 and data.count("forces") == 5
+    np.testing.assert_allclose(data.samples[2].labels["forces"], frames[2].get_forces())
+    np.testing.assert_allclose(data.samples[2].labels["dipole"], frames[2].get_dipole_moment())
+
+
+def test_cli_train_and_eval(tmp_path, capsys):
+    shutil.copy(DATA, tmp_path / "water.extxyz")
+    (tmp_path / "config.yaml").write_text(
+        "data: water.extxyz\noutput: out/model.pt\ncutoff: 4.0\nmax_epochs: 2\nbatch_size: 10\n"
+        "hyperparameters: {n_features: 8, n_interactions: 1}\n"
+    )
+    assert main(["train", str(tmp_path / "config.yaml")]) == 0
+    assert (tmp_path / "out" / "model.pt").is_file()
+    capsys.readouterr()
+    plot = tmp_path / "parity.png"
+    assert main(["eval", str(tmp_path / "out" / "model.pt"), str(tmp_path / "water.extxyz"),
+                 "--plot", str(plot)]) == 0
+    out = capsys.readouterr().out
+    assert "forces" in out and "eV/Å" in out and plot.stat().st_size > 1000
+    (tmp_path / "bad.yaml").write_text("data: water.extxyz\nepochs: 3\n")
+    assert main(["train", str(tmp_path / "bad.yaml")]) == 2
+    assert "unknown config key" in capsys.readouterr().err
