@@ -264,10 +264,11 @@ def train(config: TrainConfig, progress: bool = True) -> AtomisticModel:
             loss = weighted_loss(loss_terms(out, batch, weights), weights)
             optimizer.zero_grad(set_to_none=False)
             loss.backward()
+            for p in model.parameters():  # unused heads: zero, as on every rank under torchrun
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
             if world > 1:
-                for p in model.parameters():
-                    dist.all_reduce(p.grad)
-                    p.grad /= world
+                _average_gradients(model, world)
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
             optimizer.step()
             _update_ema(ema, model, config.ema_decay)
@@ -300,6 +301,18 @@ def train(config: TrainConfig, progress: bool = True) -> AtomisticModel:
     if rank == 0:
         _finish(config, ema, dataset, train_idx, val_idx, rest[0] if rest else np.array([], int), state, progress)
     return ema
+
+
+def _average_gradients(model: AtomisticModel, world: int) -> None:
+    """Mean gradient over ranks, in one all-reduce."""
+    params = list(model.parameters())
+    flat = torch.cat([p.grad.reshape(-1) for p in params])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for p in params:
+        p.grad.copy_(flat[offset : offset + p.numel()].view_as(p))
+        offset += p.numel()
 
 
 def _update_ema(ema: AtomisticModel, model: AtomisticModel, decay: float) -> None:
