@@ -78,8 +78,18 @@ def _eval(args: argparse.Namespace) -> int:
 
     model = load_model(args.model, device=args.device, dtype=torch_dtype(args.dtype))
     dataset = read_dataset(args.data, json.loads(args.keys) if args.keys else None, index=args.index)
+    what = f"index {args.index}"
+    if args.split:
+        split = model.metadata.get("split")
+        if not split:
+            raise ValueError(f"{args.model} has no saved split: evaluate without --split")
+        indices = split[args.split]
+        if max(indices, default=-1) >= len(dataset):
+            raise ValueError(f"the saved split does not fit {args.data} ({len(dataset)} structures)")
+        dataset = dataset.subset(indices)
+        what = f"the model's {args.split} split"
     predicted, reference = predict_dataset(model, dataset, args.batch_size)
-    print(f"{args.model} on {args.data} ({len(dataset)} structures, index {args.index})")
+    print(f"{args.model} on {args.data} ({len(dataset)} structures, {what})")
     print(format_metrics(error_metrics(predicted, reference)))
     if args.plot:
         parity_plot(predicted, reference, args.plot)
@@ -125,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("model")
     evaluate.add_argument("data", help="extxyz or ASE .db with reference labels")
     evaluate.add_argument("--index", default=":", help="frames to use, ase.io syntax (default all)")
+    evaluate.add_argument("--split", choices=["train", "validation", "test"],
+                          help="use only the frames of this split saved in the model file")
     evaluate.add_argument("--keys", help='JSON label -> key map, e.g. \'{"energy": "E_dft"}\'')
     evaluate.add_argument("--plot", help="write a parity plot (PNG)")
     evaluate.add_argument("--batch-size", type=int, default=32)

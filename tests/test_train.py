@@ -133,6 +133,8 @@ def test_cli_train_and_eval(tmp_path, capsys):
                  "--plot", str(plot)]) == 0
     out = capsys.readouterr().out
     assert "forces" in out and "eV/Å" in out and plot.stat().st_size > 1000
+    assert main(["eval", str(tmp_path / "out" / "model.pt"), str(tmp_path / "water.extxyz"), "--split", "test"]) == 0
+    assert "(3 structures, the model's test split)" in capsys.readouterr().out
     (tmp_path / "bad.yaml").write_text("data: water.extxyz\nepochs: 3\n")
     assert main(["train", str(tmp_path / "bad.yaml")]) == 2
     assert "unknown config key" in capsys.readouterr().err
