@@ -12,8 +12,14 @@ import ase_mpnn
 # Small hyperparameters per architecture keep the physics suite fast; an architecture
 # added to the zoo is tested as soon as it appears here.
 SMALL_HYPERPARAMETERS: dict[str, dict] = {
+    "bpnn": dict(n_features=8, n_radial=4, n_angular_eta=1, n_zeta=2, n_hidden=8, n_hidden_layers=1),
+    "egnn": dict(n_features=16, n_layers=2, n_rbf=8, neighbor_norm=8.0),
+    "mace": dict(n_channels=4, l_max_sh=2, correlation=3, n_layers=2, n_rbf=6, radial_hidden=8, radial_layers=2, avg_num_neighbors=4.0),
+    "nequip": dict(n_features=8, lmax=2, n_layers=2, n_rbf=8, radial_hidden=16, radial_layers=1, avg_neighbors=4.0),
     "painn": dict(n_features=16, n_interactions=2, n_rbf=8),
     "schnet": dict(n_features=16, n_filters=16, n_interactions=2, n_rbf=8),
+    "segnn": dict(hidden_irreps="8x0e+4x1o+2x2e", lmax_attr=2, n_layers=2, n_rbf=6, avg_num_neighbors=4.0),
+    "so3net": dict(n_features=8, lmax=2, n_interactions=2, n_rbf=8),
 }
 ARCHITECTURES = sorted(SMALL_HYPERPARAMETERS)
 TEST_CUTOFF = 4.0

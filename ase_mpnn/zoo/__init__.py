@@ -9,12 +9,24 @@ import torch
 from ase.data import atomic_numbers
 
 from ..potential import AtomisticModel
+from .bpnn import BPNN
+from .egnn import EGNN
+from .mace import MACE
+from .nequip import NequIP
 from .painn import PaiNN
 from .schnet import SchNet
+from .segnn import SEGNN
+from .so3net import SO3Net
 
 REPRESENTATIONS = {
+    "bpnn": BPNN,
+    "egnn": EGNN,
+    "mace": MACE,
+    "nequip": NequIP,
     "painn": PaiNN,
     "schnet": SchNet,
+    "segnn": SEGNN,
+    "so3net": SO3Net,
 }
 
 
