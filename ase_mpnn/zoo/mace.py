@@ -1,0 +1,325 @@
+"""MACE: higher-order equivariant message passing (Batatia et al. 2022).
+
+Node features h_i hold C channels of every irrep ℓ ≤ ℓ_h with natural parity
+(0e, 1o, ...); the first layer starts from an element embedding (C × 0e). One layer:
+
+    R(r_ij)  = MLP(e(r_ij)) · u(r_ij)           e_n(r) = sin(nπr/r_c)/r, u: polynomial envelope
+    A_i      = W_A (1/N̄) Σ_j R(r_ij) Y(r̂_ij) ⊗ W_up h_j     one-particle basis, C × (0e, ..., ℓ_Y)
+    B_i,kLM  = Σ_ν Σ_η w^ν_{Z_i,η,k} [A_ik^{⊗ν}]_η,LM       symmetric contraction, ν ≤ correlation
+    h_i'     = W_B B_i + W^sc_{Z_i} h_i                    message + element-dependent skip
+
+The B-basis is built channel by channel (k) from products of A_ik with itself:
+ν = 1: A_ℓ;  ν = 2: (A_ℓ1 ⊗ A_ℓ2)_L;  ν = 3: ((A_ℓ1 ⊗ A_ℓ2)_ℓ12 ⊗ A_ℓ3)_L, with every
+coupling η (ℓ1 ≤ ℓ2 ≤ ℓ3, intermediate ℓ12 of either parity) kept as its own term, so the
+weights w span all equivariant polynomials of degree ν in A_ik (the factors commute,
+so ordered ℓ's suffice; couplings that vanish for identical factors are dropped).
+
+Outputs: MACE sums energy contributions of every layer, so s = Σ_t W^s_t h_t[0e] and
+v = Σ_t W^v_t h_t[1o] (per-layer linear read-outs, Cartesian xyz: e3nn 0.6's 1o basis
+is x, y, z). The last layer also contracts to C × 2e, read out to 1 × 0e + 1 × 2e and
+turned into a symmetric 3×3 tensor t (per-atom polarizability contribution).
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from e3nn import o3
+from torch import nn
+
+from ..nn import MLP, PolynomialCutoff, SineRBF
+
+_W3J_NAME = re.compile(r"_w3j_(\d+)_(\d+)_(\d+)$")
+
+
+def natural_irreps(mul: int, lmax: int) -> o3.Irreps:
+    """mul × (0e + 1o + 2e + ...) up to ℓ = lmax."""
+    return o3.Irreps([(mul, (l, (-1) ** l)) for l in range(lmax + 1)])
+
+
+@torch.no_grad()
+def restore_exact_constants(module: nn.Module) -> None:
+    """Recompute e3nn's Wigner-3j buffers (and our tensor bases) exactly in their current dtype.
+
+    e3nn builds them in the default dtype: a model made in float32 and converted to
+    float64 would keep float32-rounded couplings, i.e. equivariance errors of ~1e-7.
+    Called from the representations' ``_apply`` (after every ``.to()``).
+    """
+    for name, buffer in module.named_buffers():
+        match = _W3J_NAME.search(name)
+        if match and buffer.is_floating_point():
+            exact = o3.wigner_3j(*(int(l) for l in match.groups()), dtype=torch.float64)
+            buffer.copy_(exact.reshape(buffer.shape))
+        elif name.endswith("symmetric_basis"):
+            buffer.copy_(symmetric_tensor_basis())
+
+
+def symmetric_tensor_basis() -> torch.Tensor:
+    """(6, 3, 3) float64: [I/√3, Q_2m] with r̂ᵀ Q_2m r̂ ∝ Y_2m(r̂) (e3nn's 2e basis), ‖Q‖_F = 1.
+
+    Maps 1 × 0e + 1 × 2e features to symmetric Cartesian (x, y, z) matrices. Y_2 without
+    normalisation is a homogeneous quadratic form rᵀ Q r, read off exactly (and
+    deterministically, unlike a least-squares fit) from its values at e_i and e_i + e_j.
+    """
+    eye = torch.eye(3, dtype=torch.float64)
+    pairs = eye[:, None, :] + eye[None, :, :]  # (3, 3, 3): e_i + e_j
+    y_single = o3.spherical_harmonics(2, eye, normalize=False)  # (3, 5)
+    y_pairs = o3.spherical_harmonics(2, pairs.reshape(9, 3), normalize=False).reshape(3, 3, 5)
+    off_diagonal = 0.5 * (y_pairs - y_single[:, None, :] - y_single[None, :, :])
+    q2 = torch.where(eye[:, :, None] > 0, y_single[:, None, :], off_diagonal)
+    q2 = q2.permute(2, 0, 1)  # (5, 3, 3)
+    q2 = q2 / q2[0].norm()  # one common factor: the five Q_2m have equal norms
+    return torch.cat([eye[None] / 3**0.5, q2])
+
+
+@torch.no_grad()
+def unit_variance_(mlp: nn.Sequential, gain: float = 1.68) -> None:
+    """Initialise an MLP's Dense layers so activations keep unit second moment (SiLU gain ≈ 1.68).
+
+    PyTorch's default initialisation shrinks the signal ~3× per layer: a 4-layer radial
+    MLP would start with filters ~1e-3 and tiny vector and tensor features.
+    """
+    linears = [m for m in mlp if isinstance(m, nn.Linear)]
+    for k, linear in enumerate(linears):
+        std = (gain if k > 0 else 1.0) / linear.in_features**0.5
+        linear.weight.normal_(0.0, std)
+        if linear.bias is not None:
+            linear.bias.zero_()
+
+
+class ElementLinear(nn.Module):
+    """Element-dependent equivariant linear map W_{Z_i} h_i.
+
+    One o3.Linear computes every element's output; each atom keeps its own element's.
+    """
+
+    def __init__(self, irreps_in: o3.Irreps, irreps_out: o3.Irreps, n_species: int):
+        super().__init__()
+        self.irreps_out = o3.Irreps(irreps_out)
+        self.n_species = n_species
+        self.wide = o3.Irreps([(mul * n_species, ir) for mul, ir in self.irreps_out])
+        self.linear = o3.Linear(irreps_in, self.wide)
+
+    def forward(self, x: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        y, n = self.linear(x), x.shape[0]
+        blocks = []
+        for (mul, ir), part in zip(self.irreps_out, self.wide.slices()):
+            block = y[:, part].reshape(n, self.n_species, mul * ir.dim)
+            index = species.view(n, 1, 1).expand(n, 1, mul * ir.dim)
+            blocks.append(block.gather(1, index).squeeze(1))
+        return torch.cat(blocks, dim=1)
+
+
+class SymmetricContraction(nn.Module):
+    """B_kLM = Σ_ν Σ_η w^ν_{Z,η,k} [A_k^{⊗ν}]_η,LM: channel-wise ('uuu') products of A with itself.
+
+    Level ν holds every coupling η of ν factors (ℓ's of the factors non-decreasing) that
+    can still reach a target irrep; the targets' terms of all levels are summed with
+    element- and channel-dependent weights.
+    """
+
+    def __init__(
+        self,
+        n_channels: int,
+        l_max_a: int,
+        targets: list[o3.Irrep],
+        correlation: int,
+        n_species: int,
+    ):
+        super().__init__()
+        C, self.n_channels, self.targets = n_channels, n_channels, list(targets)
+        a_irs = [ir for _, ir in natural_irreps(1, l_max_a)]
+        # reach[r]: irreps that still reach a target after r more factors of A.
+        reach = [set(self.targets)]
+        for _ in range(correlation - 1):
+            reach.append({ir for t in reach[-1] for a in a_irs for ir in t * a})
+        entries = [(ir, i) for i, ir in enumerate(a_irs)]  # (irrep, index of the last factor)
+        levels, self.tps = [entries], nn.ModuleList()
+        for k in range(2, correlation + 1):
+            useful = set(self.targets).union(*reach[1 : correlation - k + 1])
+            new, instructions = [], []
+            for e, (ir1, last) in enumerate(entries):
+                for a in range(last, len(a_irs)):
+                    for ir in ir1 * a_irs[a]:
+                        if k == 2 and a == last and (ir1.l + a_irs[a].l + ir.l) % 2:
+                            continue  # antisymmetric coupling of a factor with itself: zero
+                        if ir in useful:
+                            instructions.append((e, a, len(new), "uuu", False))
+                            new.append((ir, a))
+            irreps1 = o3.Irreps([(C, ir) for ir, _ in entries])
+            irreps_out = o3.Irreps([(C, ir) for ir, _ in new])
+            irreps_a = natural_irreps(C, l_max_a)
+            self.tps.append(o3.TensorProduct(irreps1, irreps_a, irreps_out, instructions))
+            levels.append(new)
+            entries = new
+        # Terms of each target: (level, start, stop) slices of that level's output.
+        self.terms: list[list[tuple[int, int, int]]] = []
+        for t in self.targets:
+            terms = []
+            for k, level in enumerate(levels):
+                dims = [0] + [C * ir.dim for ir, _ in level]
+                starts = torch.tensor(dims).cumsum(0).tolist()
+                terms += [
+                    (k, starts[e], starts[e + 1]) for e, (ir, _) in enumerate(level) if ir == t
+                ]
+            self.terms.append(terms)
+        sizes = [max(len(terms), 1) for terms in self.terms]
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.randn(n_species, size, C) / size**0.5) for size in sizes
+        )
+
+    def forward(self, a: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        n, C = a.shape[0], self.n_channels
+        levels = [a]
+        for tp in self.tps:
+            levels.append(tp(levels[-1], a))
+        out = []
+        for t, terms, weight in zip(self.targets, self.terms, self.weights):
+            if not terms:  # target out of reach (small ℓ_Y and correlation)
+                out.append(a.new_zeros((n, C * t.dim)))
+                continue
+            parts = [levels[k][:, i:j].reshape(n, C, t.dim) for k, i, j in terms]
+            stacked = torch.stack(parts, dim=1)  # (n, terms, C, 2L + 1)
+            w = weight.index_select(0, species)  # (n, terms, C)
+            out.append(torch.einsum("nekd,nek->nkd", stacked, w).reshape(n, C * t.dim))
+        return torch.cat(out, dim=1)
+
+
+class MACELayer(nn.Module):
+    """One interaction: A-basis from neighbors, symmetric contraction, message + self-connection."""
+
+    def __init__(
+        self, irreps_in, irreps_out, n_channels, l_max_sh, correlation, n_species, radial_sizes, avg
+    ):
+        super().__init__()
+        sh = natural_irreps(1, l_max_sh)
+        a_set = {ir for _, ir in sh}
+        self.inv_avg_neighbors = 1.0 / avg
+        self.linear_up = o3.Linear(irreps_in, irreps_in)
+        mid, instructions = [], []
+        for i1, (mul, ir1) in enumerate(irreps_in):
+            for i2, (_, ir2) in enumerate(sh):
+                for ir in ir1 * ir2:
+                    if ir in a_set:
+                        instructions.append((i1, i2, len(mid), "uvu", True))
+                        mid.append((mul, ir))
+        self.conv = o3.TensorProduct(
+            irreps_in, sh, mid, instructions, shared_weights=False, internal_weights=False
+        )
+        self.radial = MLP(list(radial_sizes) + [self.conv.weight_numel])
+        unit_variance_(self.radial)
+        self.linear_a = o3.Linear(o3.Irreps(mid), natural_irreps(n_channels, l_max_sh))
+        targets = [ir for _, ir in irreps_out]
+        self.contraction = SymmetricContraction(
+            n_channels, l_max_sh, targets, correlation, n_species
+        )
+        self.linear_b = o3.Linear(o3.Irreps([(n_channels, ir) for ir in targets]), irreps_out)
+        self.self_connection = ElementLinear(irreps_in, irreps_out, n_species)
+
+    def forward(self, h, species, sh, radial, envelope, receiver, sender):
+        weights = self.radial(radial) * envelope[:, None]  # (n_edges, weight_numel), 0 at r_c
+        messages = self.conv(self.linear_up(h).index_select(0, sender), sh, weights)
+        a = messages.new_zeros((h.shape[0], messages.shape[1])).index_add(0, receiver, messages)
+        a = self.linear_a(a * self.inv_avg_neighbors)
+        return self.linear_b(self.contraction(a, species)) + self.self_connection(h, species)
+
+
+class MACE(nn.Module):
+    """MACE representation: scalars (n, C), Cartesian vectors (n, 3, C), tensors (n, 3, 3).
+
+    Defaults follow MACE-MP-0 "small/medium": 64 × (0e + 1o) features, ℓ_Y = 3,
+    correlation order 3, 2 layers, 8 Bessel functions, radial MLP [64, 64, 64].
+
+    Args:
+        n_species: number of elements.
+        cutoff: radial cutoff in Å.
+        n_channels: channels C per irrep of the node features and of A (default 64);
+            also ``n_features``, the width of s and v.
+        l_max_hidden: highest ℓ of the node features, natural parity (default 1: 0e + 1o).
+        l_max_sh: highest ℓ of the spherical harmonics Y and of the A-basis (default 3).
+        correlation: body order ν of the symmetric contraction (default 3: 4-body messages).
+        n_layers: number of interaction layers (default 2).
+        n_rbf: number of Bessel functions sin(nπr/r_c)/r (default 8).
+        radial_hidden: width of the radial MLP's hidden layers (default 64).
+        radial_layers: number of hidden layers of the radial MLP (default 3).
+        envelope_p: degree p of the polynomial cutoff envelope (default 5; smooth to order p).
+        avg_num_neighbors: N̄, the neighbor sum is divided by it (default 20; ideally the
+            mean neighbor count of the training data: ~55 for liquid water at 5 Å).
+    """
+
+    n_features: int
+    has_vectors = True
+
+    def __init__(
+        self,
+        n_species: int,
+        cutoff: float,
+        n_channels: int = 64,
+        l_max_hidden: int = 1,
+        l_max_sh: int = 3,
+        correlation: int = 3,
+        n_layers: int = 2,
+        n_rbf: int = 8,
+        radial_hidden: int = 64,
+        radial_layers: int = 3,
+        envelope_p: int = 5,
+        avg_num_neighbors: float = 20.0,
+    ):
+        super().__init__()
+        positive = (n_channels, l_max_sh, correlation, n_layers, n_rbf, radial_hidden, envelope_p)
+        if min(positive) < 1:
+            raise ValueError(
+                "n_channels, l_max_sh, correlation, n_layers, n_rbf, radial_hidden and "
+                f"envelope_p must be ≥ 1, got {positive}"
+            )
+        if l_max_hidden < 0 or radial_layers < 0 or avg_num_neighbors <= 0:
+            raise ValueError("l_max_hidden and radial_layers must be ≥ 0, avg_num_neighbors > 0")
+        C = self.n_features = n_channels
+        self.embedding = nn.Embedding(n_species, C)
+        self.rbf = SineRBF(n_rbf, cutoff)
+        self.envelope = PolynomialCutoff(cutoff, envelope_p)
+        self.sh_irreps = natural_irreps(1, l_max_sh)
+        hidden = natural_irreps(C, l_max_hidden)
+        last = hidden if l_max_hidden >= 2 else hidden + o3.Irreps(f"{C}x2e")  # 2e for t
+        radial_sizes = [n_rbf] + [radial_hidden] * radial_layers
+        irreps_in = o3.Irreps(f"{C}x0e")
+        self.layers, self.readouts = nn.ModuleList(), nn.ModuleList()
+        for t in range(n_layers):
+            irreps_out = last if t == n_layers - 1 else hidden
+            self.layers.append(
+                MACELayer(
+                    irreps_in, irreps_out, C, l_max_sh, correlation, n_species, radial_sizes,
+                    avg_num_neighbors,
+                )
+            )
+            self.readouts.append(o3.Linear(irreps_out, o3.Irreps(f"{C}x0e + {C}x1o")))
+            irreps_in = irreps_out
+        self.tensor_readout = o3.Linear(irreps_in, o3.Irreps("1x0e + 1x2e"))
+        basis = symmetric_tensor_basis().to(torch.get_default_dtype())
+        self.register_buffer("symmetric_basis", basis, persistent=False)
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        restore_exact_constants(self)
+        return self
+
+    def forward(self, species, edge_index, vectors, lengths):
+        receiver, sender = edge_index[0], edge_index[1]
+        sh = o3.spherical_harmonics(
+            self.sh_irreps, vectors, normalize=True, normalization="component"
+        )
+        radial, envelope = self.rbf(lengths), self.envelope(lengths)
+        h = self.embedding(species)
+        out = 0.0
+        for layer, readout in zip(self.layers, self.readouts):
+            h = layer(h, species, sh, radial, envelope, receiver, sender)
+            out = out + readout(h)
+        n, C = h.shape[0], self.n_features
+        s, v = out[:, :C], out[:, C:].reshape(n, C, 3).transpose(1, 2)
+        t = torch.einsum("nk,kij->nij", self.tensor_readout(h), self.symmetric_basis)
+        return s, v, t
+
+    def extra_repr(self) -> str:
+        C, layers = self.n_features, len(self.layers)
+        return f"C={C}, layers={layers}, out: s (n, C), v (n, 3, C), t (n, 3, 3)"
