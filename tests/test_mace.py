@@ -5,18 +5,13 @@ from __future__ import annotations
 import torch
 from e3nn import o3
 
-from ase_mpnn.zoo.mace import (
-    MACE,
-    SymmetricContraction,
-    natural_irreps,
-    restore_exact_constants,
-    symmetric_tensor_basis,
-)
+from ase_mpnn.nn.e3nn_utils import restore_exact_constants_, symmetric_basis
+from ase_mpnn.zoo.mace import MACE, SymmetricContraction, natural_irreps
 
 
 def exact_wigner(irreps: o3.Irreps, R: torch.Tensor) -> torch.Tensor:
     """Block-diagonal D(R) for ℓ ≤ 2 in float64 (e3nn's D_from_matrix is float32-accurate only)."""
-    Q = symmetric_tensor_basis()[1:]
+    Q = symmetric_basis()[1:]
     det = torch.linalg.det(R)
     P = R * det  # proper rotation
     D2 = torch.einsum("nij,ik,mkl,jl->nm", Q, P, Q, P)
@@ -25,8 +20,8 @@ def exact_wigner(irreps: o3.Irreps, R: torch.Tensor) -> torch.Tensor:
     return torch.block_diag(*blocks)
 
 
-def test_symmetric_tensor_basis_is_e3nn_2e_basis():
-    Q = symmetric_tensor_basis()
+def test_symmetric_basis_is_e3nn_2e_basis():
+    Q = symmetric_basis()
     torch.testing.assert_close(torch.einsum("kij,lij->kl", Q, Q), torch.eye(6, dtype=torch.float64))
     u = torch.nn.functional.normalize(torch.randn(10, 3, dtype=torch.float64), dim=1)
     quadratic = torch.einsum("ni,kij,nj->nk", u, Q[1:], u)
@@ -44,7 +39,7 @@ def test_contraction_is_equivariant_and_of_the_right_body_order():
     torch.manual_seed(0)
     targets = [o3.Irrep("0e"), o3.Irrep("1o"), o3.Irrep("2e")]
     sc = SymmetricContraction(3, 2, targets, correlation=3, n_species=2).double()
-    restore_exact_constants(sc)  # built in float32
+    restore_exact_constants_(sc)  # built in float32
     irreps_a, irreps_b = natural_irreps(3, 2), o3.Irreps([(3, ir) for ir in targets])
     a = torch.randn(4, irreps_a.dim, dtype=torch.float64)
     species = torch.tensor([0, 1, 1, 0])

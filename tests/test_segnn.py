@@ -6,7 +6,7 @@ import pytest
 import torch
 from e3nn import o3
 
-from ase_mpnn.zoo.mace import restore_exact_constants
+from ase_mpnn.nn.e3nn_utils import restore_exact_constants_
 from ase_mpnn.zoo.segnn import SEGNN, GatedNonlinearity, SteerableLayer, sorted_concat
 from test_mace import exact_wigner
 
@@ -22,7 +22,7 @@ def test_steerable_layer_with_gate_is_equivariant():
     irreps_in, irreps_out = o3.Irreps("3x0e + 2x1o + 1x2e"), o3.Irreps("2x0e + 2x1o + 1x2e")
     attr = o3.Irreps.spherical_harmonics(2)
     layer = SteerableLayer(irreps_in, attr, irreps_out).double()
-    restore_exact_constants(layer)  # built in float32
+    restore_exact_constants_(layer)  # built in float32
     assert isinstance(layer.gate, GatedNonlinearity)
     assert layer.gate.irreps_in == o3.Irreps("5x0e + 2x1o + 1x2e")
     with torch.no_grad():

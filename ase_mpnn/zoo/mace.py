@@ -22,55 +22,19 @@ turned into a symmetric 3×3 tensor t (per-atom polarizability contribution).
 
 from __future__ import annotations
 
-import re
 
 import torch
 from e3nn import o3
 from torch import nn
 
 from ..nn import MLP, PolynomialCutoff, SineRBF
+from ..nn.e3nn_utils import SymmetricTensorOut, restore_exact_constants_
 
-_W3J_NAME = re.compile(r"_w3j_(\d+)_(\d+)_(\d+)$")
 
 
 def natural_irreps(mul: int, lmax: int) -> o3.Irreps:
     """mul × (0e + 1o + 2e + ...) up to ℓ = lmax."""
     return o3.Irreps([(mul, (l, (-1) ** l)) for l in range(lmax + 1)])
-
-
-@torch.no_grad()
-def restore_exact_constants(module: nn.Module) -> None:
-    """Recompute e3nn's Wigner-3j buffers (and our tensor bases) exactly in their current dtype.
-
-    e3nn builds them in the default dtype: a model made in float32 and converted to
-    float64 would keep float32-rounded couplings, i.e. equivariance errors of ~1e-7.
-    Called from the representations' ``_apply`` (after every ``.to()``).
-    """
-    for name, buffer in module.named_buffers():
-        match = _W3J_NAME.search(name)
-        if match and buffer.is_floating_point():
-            exact = o3.wigner_3j(*(int(l) for l in match.groups()), dtype=torch.float64)
-            buffer.copy_(exact.reshape(buffer.shape))
-        elif name.endswith("symmetric_basis"):
-            buffer.copy_(symmetric_tensor_basis())
-
-
-def symmetric_tensor_basis() -> torch.Tensor:
-    """(6, 3, 3) float64: [I/√3, Q_2m] with r̂ᵀ Q_2m r̂ ∝ Y_2m(r̂) (e3nn's 2e basis), ‖Q‖_F = 1.
-
-    Maps 1 × 0e + 1 × 2e features to symmetric Cartesian (x, y, z) matrices. Y_2 without
-    normalisation is a homogeneous quadratic form rᵀ Q r, read off exactly (and
-    deterministically, unlike a least-squares fit) from its values at e_i and e_i + e_j.
-    """
-    eye = torch.eye(3, dtype=torch.float64)
-    pairs = eye[:, None, :] + eye[None, :, :]  # (3, 3, 3): e_i + e_j
-    y_single = o3.spherical_harmonics(2, eye, normalize=False)  # (3, 5)
-    y_pairs = o3.spherical_harmonics(2, pairs.reshape(9, 3), normalize=False).reshape(3, 3, 5)
-    off_diagonal = 0.5 * (y_pairs - y_single[:, None, :] - y_single[None, :, :])
-    q2 = torch.where(eye[:, :, None] > 0, y_single[:, None, :], off_diagonal)
-    q2 = q2.permute(2, 0, 1)  # (5, 3, 3)
-    q2 = q2 / q2[0].norm()  # one common factor: the five Q_2m have equal norms
-    return torch.cat([eye[None] / 3**0.5, q2])
 
 
 @torch.no_grad()
@@ -295,13 +259,11 @@ class MACE(nn.Module):
             )
             self.readouts.append(o3.Linear(irreps_out, o3.Irreps(f"{C}x0e + {C}x1o")))
             irreps_in = irreps_out
-        self.tensor_readout = o3.Linear(irreps_in, o3.Irreps("1x0e + 1x2e"))
-        basis = symmetric_tensor_basis().to(torch.get_default_dtype())
-        self.register_buffer("symmetric_basis", basis, persistent=False)
+        self.tensor_readout = SymmetricTensorOut(irreps_in)
 
     def _apply(self, fn, recurse=True):
         super()._apply(fn, recurse)
-        restore_exact_constants(self)
+        restore_exact_constants_(self)
         return self
 
     def forward(self, species, edge_index, vectors, lengths):
@@ -317,7 +279,7 @@ class MACE(nn.Module):
             out = out + readout(h)
         n, C = h.shape[0], self.n_features
         s, v = out[:, :C], out[:, C:].reshape(n, C, 3).transpose(1, 2)
-        t = torch.einsum("nk,kij->nij", self.tensor_readout(h), self.symmetric_basis)
+        t = self.tensor_readout(h)
         return s, v, t
 
     def extra_repr(self) -> str:

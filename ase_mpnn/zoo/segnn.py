@@ -30,7 +30,7 @@ from e3nn import o3
 from torch import nn
 
 from ..nn import PolynomialCutoff, SineRBF
-from .mace import restore_exact_constants, symmetric_tensor_basis
+from ..nn.e3nn_utils import SymmetricTensorOut, restore_exact_constants_
 
 SCALAR = o3.Irrep("0e")
 
@@ -168,13 +168,11 @@ class SEGNN(nn.Module):
             SEGNNLayer(hidden, attr, n_rbf, avg_num_neighbors) for _ in range(n_layers)
         )
         self.readout = o3.Linear(hidden, o3.Irreps(f"{F}x0e + {F}x1o"))
-        self.tensor_readout = o3.Linear(hidden, o3.Irreps("1x0e + 1x2e"))
-        basis = symmetric_tensor_basis().to(torch.get_default_dtype())
-        self.register_buffer("symmetric_basis", basis, persistent=False)
+        self.tensor_readout = SymmetricTensorOut(hidden)
 
     def _apply(self, fn, recurse=True):
         super()._apply(fn, recurse)
-        restore_exact_constants(self)
+        restore_exact_constants_(self)
         return self
 
     def node_attributes(self, edge_attr, envelope, receiver, n: int) -> torch.Tensor:
@@ -199,7 +197,7 @@ class SEGNN(nn.Module):
             h = layer(h, edge_attr, node_attr, radial, envelope, receiver, sender)
         out, F = self.readout(h), self.n_features
         s, v = out[:, :F], out[:, F:].reshape(n, F, 3).transpose(1, 2)
-        t = torch.einsum("nk,kij->nij", self.tensor_readout(h), self.symmetric_basis)
+        t = self.tensor_readout(h)
         return s, v, t
 
     def extra_repr(self) -> str:
