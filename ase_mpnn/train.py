@@ -3,6 +3,10 @@
     config = TrainConfig(data="water.extxyz", output="painn_water.pt", architecture="painn")
     model = train(config)          # or: ase-mpnn train config.yaml
 
+``metrics.csv`` gets one row per epoch: learning rate, losses, and MAE and RMSE per
+property on the training batches (as the epoch went) and on the validation set (EMA
+weights, after the epoch).
+
 Losses (each over the frames that have the label, weights in ``loss_weights``):
 energy per atom, force components, stress, dipole and polarizability components, all
 mean squared errors. The model that is saved is the EMA of the weights with the best
@@ -122,11 +126,11 @@ class TrainConfig:
 # -------------------------------------------------------------------------- losses ---
 
 
-def loss_terms(out: dict[str, torch.Tensor], batch, weights: dict[str, float]) -> dict[str, torch.Tensor]:
-    """Mean squared error per weighted label, over the structures that have it."""
-    terms = {}
-    for label, weight in weights.items():
-        if weight == 0 or label not in batch.labels:
+def residuals(out: dict[str, torch.Tensor], batch, labels) -> dict[str, torch.Tensor]:
+    """Prediction − reference per label, over the structures that have it (energy per atom)."""
+    result = {}
+    for label in labels:
+        if label not in batch.labels or label not in out:
             continue
         mask = batch.masks[label]
         pred, ref = out[label].double(), batch.labels[label]
@@ -135,8 +139,8 @@ def loss_terms(out: dict[str, torch.Tensor], batch, weights: dict[str, float]) -
         if label == "forces":
             mask = mask[batch.graph.batch]
         if bool(mask.any()):
-            terms[label] = (pred[mask] - ref[mask]).pow(2).mean()
-    return terms
+            result[label] = pred[mask] - ref[mask]
+    return result
 
 
 def weighted_loss(terms: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
@@ -256,12 +260,20 @@ def train(config: TrainConfig, progress: bool = True) -> AtomisticModel:
             break
         model.train()
         train_losses = []
+        train_errors: dict[str, list[float]] = {}  # label -> [Σ|d|, Σd², count] over the epoch
         for samples in iterate_batches(train_set, config.batch_size, rng):
             shard = samples[rank::world]
             batch = make_batch(shard, config.cutoff, dtype, config.device)
             props = properties if all(s.atoms.pbc.all() for s in shard) else properties - {"stress"}
             out = model(batch.graph, props, create_graph=True)
-            loss = weighted_loss(loss_terms(out, batch, weights), weights)
+            errors = residuals(out, batch, weights)
+            loss = weighted_loss({k: d.pow(2).mean() for k, d in errors.items()}, weights)
+            for label, d in errors.items():
+                d = d.detach()
+                sums = train_errors.setdefault(label, [0.0, 0.0, 0])
+                sums[0] += float(d.abs().sum())
+                sums[1] += float(d.pow(2).sum())
+                sums[2] += d.numel()
             optimizer.zero_grad(set_to_none=False)
             loss.backward()
             for p in model.parameters():  # unused heads: zero, as on every rank under torchrun
@@ -287,7 +299,11 @@ def train(config: TrainConfig, progress: bool = True) -> AtomisticModel:
         else:
             state["stale"] += 1
         row = {"epoch": state["epoch"], "lr": optimizer.param_groups[0]["lr"], "train_loss": float(np.mean(train_losses)),
-               "val_loss": val_loss, **{f"val_{k}": v for k, v in error_metrics(predicted, reference).items()}}
+               "val_loss": val_loss}
+        for label, (abs_sum, sq_sum, count) in train_errors.items():  # during the epoch, as the weights moved
+            row[f"train_{label}_mae"] = abs_sum / count
+            row[f"train_{label}_rmse"] = math.sqrt(sq_sum / count)
+        row.update({f"val_{k}": v for k, v in error_metrics(predicted, reference).items()})
         state["history"].append(row)
         state["seconds"] = time.perf_counter() - start_time
         if rank == 0:

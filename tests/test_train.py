@@ -74,7 +74,10 @@ def test_outputs_and_metadata(tmp_path):
     run = tmp_path / "m.run"
     assert (run / "learning_curve.png").stat().st_size > 1000
     rows = (run / "metrics.csv").read_text().splitlines()
-    assert len(rows) == 4 and "val_forces_mae" in rows[0] and "val_dipole_rmse" in rows[0]
+    assert len(rows) == 4
+    for column in ("val_forces_mae", "val_dipole_rmse", "train_energy_mae", "train_forces_rmse",
+                   "train_polarizability_mae"):
+        assert column in rows[0].split(","), column
     header = ase_mpnn.read_header(cfg.output)
     meta = header["metadata"]
     assert sorted(meta["split"]["train"] + meta["split"]["validation"] + meta["split"]["test"]) == list(range(30))
