@@ -19,8 +19,11 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.md.langevin import Langevin
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+from ase.md import velocitydistribution
 from tqdm import tqdm
+
+# ASE ≥ 3.29 renamed MaxwellBoltzmannDistribution to thermalize_momenta.
+thermalize = getattr(velocitydistribution, "thermalize_momenta", velocitydistribution.MaxwellBoltzmannDistribution)
 
 
 def frames(n_frames: int, seed: int):
@@ -31,7 +34,7 @@ def frames(n_frames: int, seed: int):
         atoms.set_cell(atoms.cell.array @ (np.eye(3) + 0.5 * (strain + strain.T)), scale_atoms=True)
         atoms.calc = EMT()
         temperature = [300.0, 600.0, 900.0][k % 3]
-        MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
+        thermalize(atoms, temperature_K=temperature, rng=rng)
         Langevin(atoms, 2 * units.fs, temperature_K=temperature, friction=0.02, fixcm=False, rng=rng).run(20)
         labelled = atoms.copy()
         labelled.calc = SinglePointCalculator(

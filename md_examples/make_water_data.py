@@ -26,8 +26,11 @@ from ase import units
 from ase.build import molecule
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.md.langevin import Langevin
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+from ase.md import velocitydistribution
 from tqdm import tqdm
+
+# ASE ≥ 3.29 renamed MaxwellBoltzmannDistribution to thermalize_momenta.
+thermalize = getattr(velocitydistribution, "thermalize_momenta", velocitydistribution.MaxwellBoltzmannDistribution)
 
 # Atomic units of polarizability (e² a0² / Eh) in ASE's e²Å²/eV.
 AU_POLARIZABILITY = units.Bohr**2 / units.Hartree
@@ -40,7 +43,7 @@ def sample_xtb(temperature: float, n_frames: int, stride: int, equilibration: in
     atoms = molecule("H2O")
     atoms.calc = TBLite(method="GFN2-xTB", verbosity=0)
     rng = np.random.default_rng(seed)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
+    thermalize(atoms, temperature_K=temperature, rng=rng)
     dyn = Langevin(atoms, 0.5 * units.fs, temperature_K=temperature, friction=0.02, fixcm=False, rng=rng)
     dyn.run(equilibration)
     for _ in range(n_frames):
