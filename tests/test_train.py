@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import ase_mpnn
+import ase_mpnn.data
 from ase_mpnn import train as train_module
 from ase_mpnn.cli import main
 from ase_mpnn.data import DataError, read_dataset
@@ -141,3 +142,21 @@ def test_cli_train_and_eval(tmp_path, capsys):
     (tmp_path / "bad.yaml").write_text("data: water.extxyz\nepochs: 3\n")
     assert main(["train", str(tmp_path / "bad.yaml")]) == 2
     assert "unknown config key" in capsys.readouterr().err
+
+
+def test_frames_without_a_label_are_left_out_of_its_loss(tmp_path):
+    frames = ase.io.read(DATA, ":6")
+    for a in frames[::2]:  # every other frame loses its dipole
+        a.calc.results.pop("dipole")
+    path = tmp_path / "partial.extxyz"
+    ase.io.write(path, frames)
+    data = read_dataset(path)
+    assert data.count("dipole") == 3 and data.count("energy") == 6
+    batch = ase_mpnn.data.make_batch(data.samples, 4.0, torch.float64, "cpu")
+    model = ase_mpnn.build_model("painn", ["H", "O"], cutoff=4.0, n_features=8, n_interactions=1).double()
+    out = model(batch.graph, ("energy", "forces", "dipole"))
+    errors = train_module.residuals(out, batch, ["energy", "forces", "dipole"])
+    assert errors["dipole"].shape == (3, 3) and errors["energy"].shape == (6,) and errors["forces"].shape == (18, 3)
+    expected = out["dipole"][1::2].double() - torch.as_tensor(np.array([frames[k].get_dipole_moment() for k in (1, 3, 5)]))
+    torch.testing.assert_close(errors["dipole"], expected)
+    train(config(tmp_path, data=str(path), split=[0.5, 0.5, 0.0], max_epochs=2), progress=False)  # trains
