@@ -1,0 +1,1 @@
+"""Molecular dynamics drivers: recorders for ASE dynamics, ring-polymer MD, an i-PI client."""
