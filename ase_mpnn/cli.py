@@ -5,6 +5,7 @@
     ase-mpnn predict model.pt structures.xyz [-o out.extxyz]     batched evaluation
     ase-mpnn train config.yaml                                   train (resumes if interrupted)
     ase-mpnn eval model.pt data.extxyz [--plot parity.png]       MAE / RMSE per property
+    ase-mpnn ipi-client --model M --unix NAME --structure F     serve i-PI (dipole extras)
 """
 
 from __future__ import annotations
@@ -97,6 +98,31 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ipi_client(args: argparse.Namespace) -> int:
+    import ase.io
+
+    from . import MPNNCalculator
+    from .md.ipi_client import IPIConnectionError, IPIProtocolError, run_client
+
+    if args.address:
+        host, _, port = args.address.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"--address must be HOST:PORT, got {args.address!r}")
+        where = dict(address=(host, int(port)))
+    else:
+        where = dict(unix=args.unix, sockets_prefix=args.sockets_prefix)
+    calc = MPNNCalculator(args.model, device=args.device, dtype=torch_dtype(args.dtype))
+    atoms = ase.io.read(args.structure)
+    try:
+        run_client(calc, atoms, extras=args.extras, extras_units=args.extras_units,
+                   connect_timeout=args.connect_timeout,
+                   timeout=args.timeout, log=lambda line: print(line, flush=True), **where)
+    except (IPIConnectionError, IPIProtocolError) as err:
+        print(f"ase-mpnn: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def torch_dtype(name: str):
     import torch
 
@@ -143,6 +169,29 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     evaluate.add_argument("--device", default="cpu")
     evaluate.set_defaults(func=_eval)
+
+    ipi = sub.add_parser("ipi-client", help="serve an i-PI server's force requests (with dipole and "
+                         "polarizability as JSON extras in atomic units: e·Bohr, Bohr³)")
+    ipi.add_argument("--model", required=True)
+    where = ipi.add_mutually_exclusive_group(required=True)
+    where.add_argument("--address", help="inet socket HOST:PORT, e.g. 127.0.0.1:31415")
+    where.add_argument("--unix", help="unix socket name, as in i-PI's <ffsocket mode='unix'><address>")
+    ipi.add_argument("--sockets-prefix", default="/tmp/ipi_",
+                     help="i-PI's sockets_prefix: the socket file is PREFIX+NAME (default /tmp/ipi_)")
+    ipi.add_argument("--structure", required=True,
+                     help="structure file with the atoms in i-PI's order (atomic numbers, pbc, charge)")
+    ipi.add_argument("--device", default="cpu")
+    ipi.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    ipi.add_argument("--extras", nargs="*", default=["dipole", "polarizability"],
+                     choices=["dipole", "polarizability"],
+                     help="results sent as JSON extras (default both; none: empty extras)")
+    ipi.add_argument("--extras-units", default="atomic", choices=["atomic", "ase"],
+                     help="units of the extras: atomic (e·Bohr, Bohr³) or ase (e·Å, e²Å²/eV)")
+    ipi.add_argument("--connect-timeout", type=float, default=60.0,
+                     help="seconds to retry connecting while i-PI starts (default 60)")
+    ipi.add_argument("--timeout", type=float, default=None,
+                     help="give up after this many seconds without a message from i-PI (default: wait)")
+    ipi.set_defaults(func=_ipi_client)
     return parser
 
 
