@@ -66,6 +66,9 @@ class MPNNCalculator(Calculator):
         forces_with_energy: compute forces (and stress for periodic cells) whenever
             the energy is asked for, in the same pass. MD and optimizers ask for both,
             so this halves their cost; set False for energy-only scans without autograd.
+        also_compute: properties computed with every energy/forces call, in the same
+            forward pass (e.g. ("dipole", "polarizability") while an MD recorder needs
+            them); a public attribute, so recorders can switch it per step.
         num_threads: torch threads during this calculator's calls (restored after each
             call). "auto": one thread for small graphs (under 500 edges: a few atoms),
             where waking more threads costs more than it gains, torch's setting
@@ -94,6 +97,7 @@ class MPNNCalculator(Calculator):
         skin: float = 0.5,
         forces_with_energy: bool = True,
         num_threads: int | str | None = "auto",
+        also_compute: Sequence[str] = (),
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -117,6 +121,10 @@ class MPNNCalculator(Calculator):
         if not (num_threads is None or num_threads == "auto" or (isinstance(num_threads, int) and num_threads > 0)):
             raise ValueError(f"num_threads must be a positive int, 'auto' or None, got {num_threads!r}")
         self.num_threads = num_threads
+        unknown = set(also_compute) - set(self.implemented_properties)
+        if unknown:
+            raise ValueError(f"also_compute: unknown properties {sorted(unknown)}")
+        self.also_compute = tuple(also_compute)
         self._neighbor_lists: list[VerletNeighborList] = []
 
     # ASE entry point -------------------------------------------------------------
@@ -181,6 +189,7 @@ class MPNNCalculator(Calculator):
         wanted = asked - {"free_energy"}
         if asked & _ENERGY_LIKE:
             wanted.add("energy")
+            wanted.update(self.also_compute)
             if self.forces_with_energy:
                 wanted.add("forces")
                 if periodic:

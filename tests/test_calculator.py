@@ -491,3 +491,17 @@ def test_num_threads_is_restored_after_calls(painn):
     assert torch.get_num_threads() == before
     with pytest.raises(ValueError, match="num_threads"):
         MPNNCalculator(painn, num_threads=0)
+
+
+def test_also_compute_rides_along_with_forces(painn):
+    calc = MPNNCalculator(painn, dtype=F64, also_compute=("dipole", "polarizability"))
+    calls = []
+    calc.model.register_forward_pre_hook(lambda module, args: calls.append(set(args[1])))
+    atoms = molecule("H2O")
+    atoms.calc = calc
+    atoms.get_forces()
+    atoms.get_dipole_moment()
+    calc.get_property("polarizability", atoms)
+    assert len(calls) == 1 and {"forces", "dipole", "polarizability"} <= calls[0]
+    with pytest.raises(ValueError, match="also_compute"):
+        MPNNCalculator(painn, also_compute=("dipoles",))
