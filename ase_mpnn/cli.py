@@ -3,6 +3,7 @@
     ase-mpnn create painn --species H O --cutoff 5 -o model.pt   untrained model file
     ase-mpnn info model.pt                                       what a model file holds
     ase-mpnn predict model.pt structures.xyz [-o out.extxyz]     batched evaluation
+    ase-mpnn md water.xyz --model m.pt --steps 10000 -o md.h5    Langevin MD, restartable
     ase-mpnn train config.yaml                                   train (resumes if interrupted)
     ase-mpnn eval model.pt data.extxyz [--plot parity.png]       MAE / RMSE per property
     ase-mpnn ipi-client --model M --unix NAME --structure F     serve i-PI (dipole extras)
@@ -123,6 +124,32 @@ def _ipi_client(args: argparse.Namespace) -> int:
     return 0
 
 
+def _md(args: argparse.Namespace) -> int:
+    import os
+
+    import ase.io
+
+    from . import MPNNCalculator
+    from .md import MDRecorder, langevin, nve, run_md
+
+    atoms = ase.io.read(args.structure)
+    atoms.calc = MPNNCalculator(args.model, device=args.device, dtype=torch_dtype(args.dtype))
+    if args.nve:
+        dynamics = nve(atoms, timestep_fs=args.timestep)
+    else:
+        dynamics = langevin(atoms, args.temperature, args.timestep, args.friction, seed=args.seed)
+    checkpoint = args.checkpoint or f"{args.output}.checkpoint.npz"
+    resuming = os.path.exists(checkpoint)
+    with MDRecorder(atoms, args.output, interval=args.interval, mode="a" if resuming else "w",
+                    timestep_fs=args.timestep) as recorder:
+        run_md(dynamics, args.steps, recorder, checkpoint_path=checkpoint,
+               checkpoint_interval=args.checkpoint_interval)
+        frames = recorder.n_frames
+    print(f"{args.output}: {frames} frames up to step {dynamics.nsteps}; checkpoint {checkpoint}"
+          + (" (resumed)" if resuming else ""))
+    return 0
+
+
 def torch_dtype(name: str):
     import torch
 
@@ -152,6 +179,24 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--batch-size", type=int, default=64)
     predict.add_argument("--device", default="cpu")
     predict.set_defaults(func=_predict)
+
+    md = sub.add_parser("md", help="Langevin (or NVE) MD with a model, recording observables to HDF5")
+    md.add_argument("structure", help="starting structure (any ase.io format)")
+    md.add_argument("--model", required=True)
+    md.add_argument("--steps", type=int, required=True, help="total steps (a restart runs the rest)")
+    md.add_argument("--temperature", type=float, default=300.0, help="K (default 300)")
+    md.add_argument("--timestep", type=float, default=0.5, help="fs (default 0.5)")
+    md.add_argument("--friction", type=float, default=0.01, help="Langevin friction, 1/fs (default 0.01)")
+    md.add_argument("--nve", action="store_true", help="velocity Verlet instead of Langevin")
+    md.add_argument("--seed", type=int, default=0)
+    md.add_argument("-o", "--output", default="md.h5", help="HDF5 record (default md.h5)")
+    md.add_argument("--interval", type=int, default=1, help="record every N steps")
+    md.add_argument("--checkpoint", help="checkpoint file (default OUTPUT.checkpoint.npz); "
+                    "if it exists the run resumes from it")
+    md.add_argument("--checkpoint-interval", type=int, default=1000)
+    md.add_argument("--device", default="cpu")
+    md.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    md.set_defaults(func=_md)
 
     train = sub.add_parser("train", help="train a model from a YAML config (resumes from its checkpoint)")
     train.add_argument("config")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import ase.io
 import numpy as np
@@ -40,3 +41,22 @@ def test_bad_model_file_is_a_clean_error(tmp_path, capsys):
     bogus.write_text("not a model")
     assert main(["info", str(bogus)]) == 2
     assert "bogus.pt" in capsys.readouterr().err
+
+
+def test_md_command_records_and_resumes(tmp_path, capsys):
+    from ase_mpnn.md import read_record
+
+    structure = tmp_path / "water.xyz"
+    ase.io.write(structure, molecule("H2O"))
+    model = Path(__file__).resolve().parent.parent / "models" / "painn_water.pt"
+    out = tmp_path / "md.h5"
+    base = ["md", str(structure), "--model", str(model), "-o", str(out), "--interval", "5",
+            "--checkpoint-interval", "10", "--dtype", "float64"]
+    assert main(base + ["--steps", "20"]) == 0
+    first = read_record(out)
+    assert list(first["step"]) == [0, 5, 10, 15, 20]
+    assert first["dipole"].shape == (5, 3) and first["polarizability"].shape == (5, 3, 3)
+    assert abs(first["dipole"][0]).max() > 0.1  # the trained water dipole (≈ 0.39 e·Å)
+    assert main(base + ["--steps", "30"]) == 0  # resumes from the checkpoint at step 20
+    assert "(resumed)" in capsys.readouterr().out
+    assert list(read_record(out)["step"]) == [0, 5, 10, 15, 20, 25, 30]
