@@ -4,6 +4,7 @@
     ase-mpnn info model.pt                                       what a model file holds
     ase-mpnn predict model.pt structures.xyz [-o out.extxyz]     batched evaluation
     ase-mpnn md water.xyz --model m.pt --steps 10000 -o md.h5    Langevin MD, restartable
+    ase-mpnn rpmd water.xyz --model m.pt --beads 32 --steps 4000 -o rpmd.h5   ring-polymer MD, restartable
     ase-mpnn train config.yaml                                   train (resumes if interrupted)
     ase-mpnn eval model.pt data.extxyz [--plot parity.png]       MAE / RMSE per property
     ase-mpnn ipi-client --model M --unix NAME --structure F     serve i-PI (dipole extras)
@@ -150,6 +151,43 @@ def _md(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rpmd(args: argparse.Namespace) -> int:
+    import os
+
+    import ase.io
+    from ase import units
+
+    from . import MPNNCalculator
+    from .md import RingPolymerMD, RingPolymerRecorder, run_rpmd
+
+    calc = MPNNCalculator(args.model, device=args.device, dtype=torch_dtype(args.dtype))
+    thermostat = None if args.thermostat == "none" else args.thermostat
+    checkpoint = args.checkpoint or f"{args.output}.checkpoint.npz"
+    resuming = os.path.exists(checkpoint)
+    if resuming:
+        md = RingPolymerMD.from_checkpoint(checkpoint, calc)
+        asked = (args.beads, args.temperature, thermostat, args.timestep)
+        saved = (md.n_beads, md.temperature_K, md.thermostat, md.dt / units.fs)
+        if asked[:3] != saved[:3] or not np.isclose(asked[3], saved[3]):
+            raise ValueError(f"{checkpoint} continues a run with beads, temperature, thermostat, timestep = "
+                             f"{saved}, not {asked}: repeat that run's options, or remove the checkpoint")
+    else:
+        md = RingPolymerMD(ase.io.read(args.structure), calc, n_beads=args.beads, temperature_K=args.temperature,
+                           timestep=args.timestep * units.fs, thermostat=thermostat, tau=args.tau * units.fs,
+                           seed=args.seed, propagator=args.propagator)
+    with RingPolymerRecorder(md, args.output, interval=args.interval, mode="a" if resuming else "w",
+                             beads=args.record_beads) as recorder:
+        run_rpmd(md, args.steps, recorder, checkpoint_path=checkpoint, checkpoint_interval=args.checkpoint_interval,
+                 progress=not args.no_progress)
+        frames = recorder.n_frames
+    print(f"{args.output}: {frames} frames up to step {md.nsteps} ({md.n_beads} beads, {md.temperature_K:g} K, "
+          f"{md.thermostat or 'no'} thermostat); checkpoint {checkpoint}" + (" (resumed)" if resuming else ""))
+    classical = 1.5 * len(md.atoms) * units.kB * md.temperature_K
+    print(f"last frame: quantum kinetic energy (centroid virial) {md.centroid_virial_kinetic_energy:.4f} eV "
+          f"(classical {classical:.4f} eV), bead temperature {md.temperature:.1f} K")
+    return 0
+
+
 def torch_dtype(name: str):
     import torch
 
@@ -197,6 +235,31 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--device", default="cpu")
     md.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     md.set_defaults(func=_md)
+
+    rpmd = sub.add_parser("rpmd", help="ring-polymer MD with a model (all beads in one batched call), "
+                          "recording centroid observables to HDF5")
+    rpmd.add_argument("structure", help="starting structure (any ase.io format); beads start on it")
+    rpmd.add_argument("--model", required=True)
+    rpmd.add_argument("--steps", type=int, required=True, help="total steps (a restart runs the rest)")
+    rpmd.add_argument("--beads", type=int, default=32, help="number of beads P (default 32)")
+    rpmd.add_argument("--temperature", type=float, default=300.0, help="K (default 300)")
+    rpmd.add_argument("--timestep", type=float, default=0.25, help="fs (default 0.25)")
+    rpmd.add_argument("--thermostat", default="pile_l", choices=["pile_l", "pile_g", "trpmd", "none"],
+                      help="pile_l (default), pile_g, trpmd (centroid unthermostatted: for spectra), none (NVE)")
+    rpmd.add_argument("--tau", type=float, default=100.0, help="centroid thermostat time constant, fs (default 100)")
+    rpmd.add_argument("--propagator", default="exact", choices=["exact", "cayley"],
+                      help="free ring-polymer propagation (cayley: stable for large P·dt)")
+    rpmd.add_argument("--seed", type=int, default=0)
+    rpmd.add_argument("-o", "--output", default="rpmd.h5", help="HDF5 record (default rpmd.h5)")
+    rpmd.add_argument("--interval", type=int, default=4, help="record every N steps (default 4)")
+    rpmd.add_argument("--record-beads", action="store_true", help="also record every bead's positions")
+    rpmd.add_argument("--checkpoint", help="checkpoint file (default OUTPUT.checkpoint.npz); "
+                      "if it exists the run resumes from it")
+    rpmd.add_argument("--checkpoint-interval", type=int, default=1000)
+    rpmd.add_argument("--no-progress", action="store_true", help="no progress bar")
+    rpmd.add_argument("--device", default="cpu")
+    rpmd.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    rpmd.set_defaults(func=_rpmd)
 
     train = sub.add_parser("train", help="train a model from a YAML config (resumes from its checkpoint)")
     train.add_argument("config")

@@ -60,3 +60,30 @@ def test_md_command_records_and_resumes(tmp_path, capsys):
     assert main(base + ["--steps", "30"]) == 0  # resumes from the checkpoint at step 20
     assert "(resumed)" in capsys.readouterr().out
     assert list(read_record(out)["step"]) == [0, 5, 10, 15, 20, 25, 30]
+
+
+def test_rpmd_command_records_resumes_and_matches_one_run(tmp_path, capsys):
+    from ase_mpnn.md import read_attributes, read_record
+
+    structure = tmp_path / "water.xyz"
+    ase.io.write(structure, molecule("H2O"))
+    model = Path(__file__).resolve().parent.parent / "models" / "painn_water.pt"
+
+    def command(out, steps, *extra):
+        return ["rpmd", str(structure), "--model", str(model), "-o", str(out), "--beads", "4", "--interval", "5",
+                "--checkpoint-interval", "10", "--dtype", "float64", "--steps", str(steps), "--no-progress", *extra]
+
+    assert main(command(tmp_path / "whole.h5", 30)) == 0
+    assert main(command(tmp_path / "split.h5", 20)) == 0
+    assert main(command(tmp_path / "split.h5", 30)) == 0  # resumes from the checkpoint at step 20
+    assert "(resumed)" in capsys.readouterr().out
+    whole, split = read_record(tmp_path / "whole.h5"), read_record(tmp_path / "split.h5")
+    assert list(split["step"]) == [0, 5, 10, 15, 20, 25, 30]
+    for name in whole:
+        np.testing.assert_array_equal(split[name], whole[name], err_msg=name)
+    assert whole["dipole"].shape == (7, 3) and whole["velocities"].shape == (7, 3, 3)
+    assert read_attributes(tmp_path / "whole.h5")["n_beads"] == 4
+
+    # Continuing with other physics is refused, not silently mixed into one file.
+    assert main(command(tmp_path / "split.h5", 40, "--temperature", "200")) == 2
+    assert "continues a run" in capsys.readouterr().err

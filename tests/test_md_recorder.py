@@ -157,7 +157,7 @@ path, steps = sys.argv[1], int(sys.argv[2])
 atoms = molecule("H2O")
 atoms.calc = MPNNCalculator({model!r}, dtype=torch.float64)
 dyn = langevin(atoms, 300, 0.5, 0.01, seed=0)
-rec = MDRecorder(atoms, path, dynamics=dyn)
+rec = MDRecorder(atoms, path, dynamics=dyn, flush_interval_s=float(sys.argv[3]))
 dyn.run(steps)
 print("done", flush=True)
 os._exit(1)  # no close(), no atexit: as a crash
@@ -175,7 +175,7 @@ def test_second_process_reads_while_writer_is_open(tmp_path):
     reader = subprocess.Popen([sys.executable, "-c", READER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               text=True, env=_env())
     try:
-        with MDRecorder(atoms, path, dynamics=dyn):
+        with MDRecorder(atoms, path, dynamics=dyn, flush_interval_s=0):
             dyn.run(10)
             reader.stdin.write(f"{path}\n")
             reader.stdin.flush()
@@ -197,7 +197,7 @@ def test_file_of_killed_writer_is_readable_and_can_be_continued(tmp_path):
     script.write_text(textwrap.dedent(WRITER.format(model=str(WATER_MODEL))))
     # os._exit after 7 steps: all 8 flushed frames are there.
     path = tmp_path / "exit.h5"
-    done = subprocess.run([sys.executable, str(script), str(path), "7"], env=_env(), capture_output=True,
+    done = subprocess.run([sys.executable, str(script), str(path), "7", "0"], env=_env(), capture_output=True,
                           text=True, timeout=120, check=False)
     assert done.returncode == 1 and "done" in done.stdout, done.stderr
     with pytest.raises(OSError):  # HDF5 marks the file "open for write"; SWMR readers still read it
@@ -208,7 +208,7 @@ def test_file_of_killed_writer_is_readable_and_can_be_continued(tmp_path):
 
     # SIGKILL in the middle of a long run: at least the frames seen before the kill.
     path = tmp_path / "kill.h5"
-    writer = subprocess.Popen([sys.executable, str(script), str(path), "1000000"], env=_env())
+    writer = subprocess.Popen([sys.executable, str(script), str(path), "1000000", "0.2"], env=_env())
     try:
         seen, deadline = 0, time.monotonic() + 120
         while seen < 40 and time.monotonic() < deadline:
@@ -241,6 +241,42 @@ def test_file_of_killed_writer_is_readable_and_can_be_continued(tmp_path):
         dyn.run(3)
     with h5py.File(path, "r") as f:  # closed cleanly this time
         np.testing.assert_array_equal(f["step"][:], np.arange(n + 3))
+
+
+def test_frames_are_buffered_in_blocks_and_flushed_before_checkpoints(tmp_path):
+    def run(path, flush_interval_s, steps=7):
+        atoms = water(seed=3)
+        dyn = langevin(atoms, temperature_K=300, timestep_fs=0.5, friction_per_fs=0.01, seed=2)
+        rec = MDRecorder(atoms, path, dynamics=dyn, flush_interval_s=flush_interval_s)
+        dyn.run(steps)
+        return rec, dyn
+
+    unbuffered, _ = run(tmp_path / "every.h5", 0)
+    unbuffered.close()
+    rec, dyn = run(tmp_path / "block.h5", 3600)
+    assert rec.n_frames == 8 and len(read_record(tmp_path / "block.h5")["step"]) == 0  # all in memory
+    rec.flush()
+    assert len(read_record(tmp_path / "block.h5")["step"]) == 8
+    rec.close()
+    every, block = read_record(tmp_path / "every.h5"), read_record(tmp_path / "block.h5")
+    for name in every:  # buffered frames are copies, not views of the moving atoms
+        np.testing.assert_array_equal(block[name], every[name], err_msg=name)
+
+    # run_md flushes before each checkpoint: a crash leaves every frame up to it on disk.
+    atoms = water(seed=3)
+    dyn = langevin(atoms, temperature_K=300, timestep_fs=0.5, friction_per_fs=0.01, seed=2)
+    rec = MDRecorder(atoms, tmp_path / "crash.h5", interval=5, dynamics=dyn, flush_interval_s=3600)
+
+    def crash() -> None:
+        raise Crash
+
+    dyn.attach(crash, interval=-75)
+    with pytest.raises(Crash):
+        run_md(dyn, 120, rec, checkpoint_path=tmp_path / "crash.npz", checkpoint_interval=20, progress=False)
+    on_disk = read_record(tmp_path / "crash.h5")["step"]  # before close(): what a kill would leave
+    np.testing.assert_array_equal(on_disk, np.arange(0, 61, 5))
+    assert rec.n_frames == 16  # frames 65-75 still buffered
+    rec.close()
 
 
 # 3. Append -------------------------------------------------------------------------------

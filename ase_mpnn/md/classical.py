@@ -160,6 +160,8 @@ def run_md(
         def observer() -> None:
             # Step 0 needs no checkpoint: a restart from nothing is a fresh run.
             if dynamics.nsteps > 0:
+                if recorder is not None:
+                    recorder.flush()  # every frame up to the checkpoint is on disk
                 save_checkpoint(checkpoint_path, dynamics)
 
         dynamics.attach(observer, interval=checkpoint_interval)
@@ -168,6 +170,8 @@ def run_md(
         with tqdm(total=steps, initial=dynamics.nsteps, disable=not progress, unit="step") as bar:
             for _ in dynamics.irun(remaining):
                 bar.update(dynamics.nsteps - bar.n)
+        if recorder is not None:
+            recorder.flush()
         if checkpoint_path is not None:
             save_checkpoint(checkpoint_path, dynamics)
     finally:
