@@ -5,6 +5,8 @@
     ase-mpnn predict model.pt structures.xyz [-o out.extxyz]     batched evaluation
     ase-mpnn md water.xyz --model m.pt --steps 10000 -o md.h5    Langevin MD, restartable
     ase-mpnn rpmd water.xyz --model m.pt --beads 32 --steps 4000 -o rpmd.h5   ring-polymer MD, restartable
+    ase-mpnn spectrum md.h5 --ir --raman --power -o out/water   spectra: CSV, PNG, peak tables
+    ase-mpnn harmonic water.xyz --model m.pt                     harmonic frequencies, IR and Raman intensities
     ase-mpnn train config.yaml                                   train (resumes if interrupted)
     ase-mpnn eval model.pt data.extxyz [--plot parity.png]       MAE / RMSE per property
     ase-mpnn ipi-client --model M --unix NAME --structure F     serve i-PI (dipole extras)
@@ -141,8 +143,10 @@ def _md(args: argparse.Namespace) -> int:
         dynamics = langevin(atoms, args.temperature, args.timestep, args.friction, seed=args.seed)
     checkpoint = args.checkpoint or f"{args.output}.checkpoint.npz"
     resuming = os.path.exists(checkpoint)
+    metadata = ({"ensemble": "NVE"} if args.nve else
+                {"ensemble": "NVT Langevin", "temperature_K": args.temperature, "friction_per_fs": args.friction})
     with MDRecorder(atoms, args.output, interval=args.interval, mode="a" if resuming else "w",
-                    timestep_fs=args.timestep) as recorder:
+                    timestep_fs=args.timestep, metadata=metadata) as recorder:
         run_md(dynamics, args.steps, recorder, checkpoint_path=checkpoint,
                checkpoint_interval=args.checkpoint_interval)
         frames = recorder.n_frames
@@ -185,6 +189,28 @@ def _rpmd(args: argparse.Namespace) -> int:
     classical = 1.5 * len(md.atoms) * units.kB * md.temperature_K
     print(f"last frame: quantum kinetic energy (centroid virial) {md.centroid_virial_kinetic_energy:.4f} eV "
           f"(classical {classical:.4f} eV), bead temperature {md.temperature:.1f} K")
+    return 0
+
+
+def _spectrum(args: argparse.Namespace) -> int:
+    from .spectra.report import parse_reference, write_spectra
+
+    chosen = {"ir": args.ir, "raman": args.raman, "power": args.power}
+    if not any(chosen.values()):
+        chosen = {"ir": True, "raman": True, "power": True}
+    report = write_spectra(args.records, args.output, temperature_K=args.temperature, max_lag_fs=args.max_lag,
+                           window=None if args.window == "none" else args.window,
+                           quantum_correction=args.quantum_correction, laser_wavenumber_cm1=args.laser,
+                           xlim=tuple(args.range), reference=parse_reference(args.reference), **chosen)
+    print(report.text)
+    return 0
+
+
+def _harmonic(args: argparse.Namespace) -> int:
+    from .spectra.harmonic import harmonic_report
+
+    print(harmonic_report(args.structure, args.model, optimize=not args.no_optimize, fmax=args.fmax,
+                          delta=args.delta, device=args.device, dtype=args.dtype, workdir=args.workdir))
     return 0
 
 
@@ -260,6 +286,38 @@ def build_parser() -> argparse.ArgumentParser:
     rpmd.add_argument("--device", default="cpu")
     rpmd.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     rpmd.set_defaults(func=_rpmd)
+
+    spectrum = sub.add_parser("spectrum", help="IR, Raman and power spectra of MD records (CSV, PNG, peak tables)")
+    spectrum.add_argument("records", nargs="+", help="recorder HDF5 files (ase-mpnn md / rpmd) or RPMD .npz; "
+                          "several are independent trajectories, averaged with a standard error")
+    spectrum.add_argument("--ir", action="store_true", help="IR absorption (needs dipoles)")
+    spectrum.add_argument("--raman", action="store_true", help="Raman, polarized and depolarized (polarizabilities)")
+    spectrum.add_argument("--power", action="store_true", help="vibrational density of states (velocities)")
+    spectrum.add_argument("-o", "--output", default="spectrum", help="output prefix (default 'spectrum': "
+                          "spectrum_ir.csv, spectrum_ir.png, ..., spectrum_peaks.md)")
+    spectrum.add_argument("--temperature", type=float, help="K, for absolute IR units (default: the records')")
+    spectrum.add_argument("--max-lag", type=float, default=2000.0,
+                          help="correlation length in fs (default 2000: ≈ 17 cm⁻¹ resolution with Hann)")
+    spectrum.add_argument("--window", default="hann", choices=["hann", "gaussian", "cos2", "none"])
+    spectrum.add_argument("--quantum-correction", choices=["harmonic", "standard", "schofield"],
+                          help="for classical records (never for RPMD ones)")
+    spectrum.add_argument("--laser", type=float, help="laser wavenumber (cm⁻¹): weight Raman by the Stokes factor")
+    spectrum.add_argument("--range", type=float, nargs=2, default=[0.0, 4500.0], metavar=("LO", "HI"),
+                          help="cm⁻¹ range of plots and peak tables (default 0 4500)")
+    spectrum.add_argument("--reference", nargs="+", help="'water' (experimental gas-phase bands) or positions in cm⁻¹")
+    spectrum.set_defaults(func=_spectrum)
+
+    harmonic = sub.add_parser("harmonic", help="harmonic frequencies, IR (km/mol) and Raman intensities "
+                              "of a model (ase.vibrations), for comparison with MD spectra")
+    harmonic.add_argument("structure", help="structure file (any ase.io format; the last frame)")
+    harmonic.add_argument("--model", required=True)
+    harmonic.add_argument("--no-optimize", action="store_true", help="do not relax the structure first")
+    harmonic.add_argument("--fmax", type=float, default=1e-4, help="relaxation threshold, eV/Å (default 1e-4)")
+    harmonic.add_argument("--delta", type=float, default=0.01, help="finite-difference step, Å (default 0.01)")
+    harmonic.add_argument("--workdir", help="keep the displacement cache here (default: temporary)")
+    harmonic.add_argument("--device", default="cpu")
+    harmonic.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    harmonic.set_defaults(func=_harmonic)
 
     train = sub.add_parser("train", help="train a model from a YAML config (resumes from its checkpoint)")
     train.add_argument("config")

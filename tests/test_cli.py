@@ -87,3 +87,48 @@ def test_rpmd_command_records_resumes_and_matches_one_run(tmp_path, capsys):
     # Continuing with other physics is refused, not silently mixed into one file.
     assert main(command(tmp_path / "split.h5", 40, "--temperature", "200")) == 2
     assert "continues a run" in capsys.readouterr().err
+
+
+def test_spectrum_and_harmonic_commands(tmp_path, capsys):
+    structure = tmp_path / "water.xyz"
+    ase.io.write(structure, molecule("H2O"))
+    model = str(Path(__file__).resolve().parent.parent / "models" / "painn_water.pt")
+    assert main(["harmonic", str(structure), "--model", model]) == 0
+    table = capsys.readouterr().out
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "cm⁻¹" not in line]
+    assert len(rows) == 3  # three vibrations of water
+    assert "1609.9" in table  # the model's bend (model card: 1610 cm⁻¹)
+
+    md = str(tmp_path / "md.h5")
+    assert main(["md", str(structure), "--model", model, "--steps", "1200", "--timestep", "0.25", "-o", md,
+                 "--interval", "2", "--temperature", "300"]) == 0
+    prefix = tmp_path / "out" / "water"
+    assert main(["spectrum", md, md, "-o", str(prefix), "--max-lag", "200", "--reference", "water"]) == 0
+    out = capsys.readouterr().out
+    assert "temperature: 300.0 K" in out  # the thermostat's, stored in the record
+    for suffix in ("ir.csv", "ir.png", "raman.csv", "raman.png", "power.csv", "power.png", "peaks.md"):
+        assert (tmp_path / "out" / f"water_{suffix}").stat().st_size > 100, suffix
+    ir = np.loadtxt(tmp_path / "out" / "water_ir.csv", delimiter=",", comments="#", skiprows=5)
+    assert ir.shape[1] == 3  # wavenumber, intensity, standard error (two records averaged)
+    raman_header = (tmp_path / "out" / "water_raman.csv").read_text().splitlines()[2]
+    assert raman_header.startswith("wavenumber_cm-1,parallel")
+
+    # Only IR, in a record without polarizabilities: the other spectra are not attempted.
+    assert main(["spectrum", md, "--ir", "-o", str(tmp_path / "only"), "--max-lag", "200"]) == 0
+    assert not (tmp_path / "only_raman.csv").exists()
+    assert main(["spectrum", str(tmp_path / "missing.h5")]) == 2
+    assert "missing.h5" in capsys.readouterr().err
+
+
+def test_spectrum_of_rpmd_record_is_kubo_and_refuses_quantum_corrections(tmp_path, capsys):
+    structure = tmp_path / "water.xyz"
+    ase.io.write(structure, molecule("H2O"))
+    model = str(Path(__file__).resolve().parent.parent / "models" / "painn_water.pt")
+    out = str(tmp_path / "rpmd.h5")
+    assert main(["rpmd", str(structure), "--model", model, "--beads", "4", "--steps", "400", "--interval", "2",
+                 "--thermostat", "trpmd", "-o", out, "--no-progress"]) == 0
+    assert main(["spectrum", out, "--ir", "-o", str(tmp_path / "s"), "--max-lag", "100"]) == 0
+    text = capsys.readouterr().out
+    assert "RPMD: Kubo-transformed" in text and "temperature: 300.0 K (the records' run temperature)" in text
+    assert main(["spectrum", out, "--ir", "-o", str(tmp_path / "q"), "--quantum-correction", "harmonic"]) == 2
+    assert "no quantum correction" in capsys.readouterr().err

@@ -11,7 +11,14 @@ from ase import units
 from ase.build import molecule
 
 from ase_mpnn import MPNNCalculator
-from ase_mpnn.md import RecorderError, RingPolymerMD, RingPolymerRecorder, read_attributes, read_record, run_rpmd
+from ase_mpnn.md import (
+    RecorderError,
+    RingPolymerMD,
+    RingPolymerRecorder,
+    read_attributes,
+    read_record,
+    run_rpmd,
+)
 from ase_mpnn.md.record_file import UNITS, read_units
 
 WATER_MODEL = Path(__file__).resolve().parents[1] / "models" / "painn_water.pt"

@@ -98,6 +98,9 @@ class MDRecorder:
             seconds of wall time apart, and on :meth:`flush` and :meth:`close`
             (0: every frame is written and flushed at once). A kill loses at most the
             frames of this interval.
+        metadata: extra root attributes of a new file (numbers, strings), e.g.
+            ``{"temperature_K": 300.0, "ensemble": "NVT Langevin"}``: spectra read the
+            thermostat temperature from ``temperature_K``.
 
     Use as a context manager or call :meth:`close`.
     """
@@ -114,6 +117,7 @@ class MDRecorder:
         timestep_fs: float | None = None,
         prefetch: bool = True,
         flush_interval_s: float = 1.0,
+        metadata: dict[str, Any] | None = None,
     ):
         if int(interval) != interval or interval < 1:
             raise ValueError(f"interval must be a positive integer, got {interval!r}")
@@ -134,7 +138,8 @@ class MDRecorder:
             "masses": atoms.get_masses().astype(np.float64),
             "pbc": np.asarray(atoms.pbc, dtype=bool),
         }
-        attrs = {"kind": "md", "interval": self.interval, "properties": list(self.properties) or [""]}
+        attrs = {**(metadata or {}), "kind": "md", "interval": self.interval,
+                 "properties": list(self.properties) or [""]}
         self._frames = FrameFile(self.path, _frame_shapes(atoms, self.properties), static, attrs, mode,
                                  check=self._check_properties, flush_interval_s=flush_interval_s)
         self._next_step = self.last_step + self.interval if self.n_frames else 0

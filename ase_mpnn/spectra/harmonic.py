@@ -1,0 +1,881 @@
+"""Harmonic (normal-mode) IR and Raman reference for the MD spectra.
+
+:func:`harmonic_analysis` relaxes a structure, builds the finite-difference Hessian
+with :class:`ase.vibrations.Infrared` and, from the same displaced structures, the
+derivatives of the dipole and of the polarizability along every mass-weighted normal
+mode. It returns a :class:`HarmonicResult` with frequencies (cm⁻¹), IR intensities
+(km/mol), Raman activities (Å⁴/amu) and depolarization ratios.
+:func:`normal_mode_sampling` turns that result into classical initial conditions with
+exactly k_BT in every mode, for NVE runs whose dipole spectra are compared with the
+harmonic intensities. :func:`harmonic_report` is the one-call version behind
+``ase-mpnn harmonic STRUCTURE --model M``.
+
+Units and conventions
+---------------------
+* Normal mode k: unit-norm eigenvector e_k of the mass-weighted Hessian
+  M^-1/2 H M^-1/2 (``HarmonicResult.mode_vectors``, shape (n_modes, N, 3)); normal
+  coordinate Q_k = Σ_i √m_i e_k,i·(x_i − x_i⁰) in Å·√amu.
+* Dipole derivative μ'_k = ∂μ/∂Q_k in e·Å per (Å·√amu), i.e. e/√amu.
+  IR intensity (double-harmonic, integrated molar absorption coefficient)
+  A_k = N_A |μ'_k|² / (12 ε₀ c²), in km/mol; 1 (D/Å)²/amu = 42.255 km/mol.
+* Polarizability derivative α'_k = ∂α/∂Q_k in Å³ per (Å·√amu), i.e. Å²/√amu
+  (the calculator's α in e²Å²/eV is multiplied by e²/(4πε₀) = 14.399645 eV·Å first).
+  Its square has the units Å⁴/amu of the standard (Gaussian-style) Raman activity.
+* Frequencies in cm⁻¹; imaginary frequencies are stored as negative numbers and
+  flagged in ``HarmonicResult.imaginary``.
+
+Finite-difference note: a step ``delta`` = 0.01 Å gives the rigid-rotation modes of a
+molecule frequencies of a few tens of cm⁻¹ (water with ``painn_water.pt``: up to
+≈ 48i cm⁻¹), real or imaginary. That is the O(delta²) error of central differences on
+anharmonic bonds, not a sign of a bad minimum; those modes are the ones dropped.
+``delta`` is also a resolution: a neural-network potential's curvature can vary on
+the 0.01 Å scale. For ``painn_water.pt`` (float64) delta = 0.01 Å gives 1610, 3776,
+3900 cm⁻¹, while delta → 0 (1e-4 Å) gives 1603, 3767, 3874 cm⁻¹ (IR intensities
+within 3 %, Raman activities within 1 %); MD at 100–300 K samples amplitudes of a few
+hundredths of an Å, closer to the 0.01 Å curvature.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms, units
+from ase.calculators.calculator import PropertyNotImplementedError
+from ase.optimize import BFGS
+from ase.vibrations import Infrared
+
+from ase_mpnn.properties import register_polarizability
+
+from .lineshapes import POLARIZABILITY_TO_A3
+
+register_polarizability()
+
+__all__ = [
+    "HarmonicResult",
+    "harmonic_analysis",
+    "harmonic_report",
+    "ir_intensity_km_mol",
+    "normal_mode_sampling",
+    "raman_invariants",
+]
+
+# ω in 1/(ASE time unit) per cm⁻¹: ω = 2π c ν̃ with c in cm/s, then s → ASE time.
+_OMEGA_PER_CM1: float = 2.0 * np.pi * units._c * 100.0 / units.second
+
+# Perpendicular distance (Å) below which every atom is taken to lie on one line.
+_LINEAR_TOLERANCE = 1e-3
+
+# Above this |ν| a dropped "rigid-body" mode is suspicious (cm⁻¹).
+_RIGID_WARN_CM1 = 100.0
+
+
+# --------------------------------------------------------------------------------------
+# Formulas
+# --------------------------------------------------------------------------------------
+def ir_intensity_km_mol(dipole_derivatives: np.ndarray) -> np.ndarray:
+    """Double-harmonic IR intensities from dipole derivatives along normal modes.
+
+    A_k = N_A |∂μ/∂Q_k|² / (12 ε₀ c²)   (SI, m/mol), returned in km/mol.
+
+    Args:
+        dipole_derivatives: μ'_k, shape (..., 3), in e/√amu (e·Å per Å·√amu).
+
+    Returns:
+        Intensities, shape (...), in km/mol. 1 (D/Å)²/amu gives 42.255 km/mol.
+    """
+    mu = np.asarray(dipole_derivatives, dtype=float)
+    mu_si = mu * units._e / np.sqrt(units._amu)  # C/√kg
+    a_si = units._Nav * np.sum(mu_si**2, axis=-1) / (12.0 * units._eps0 * units._c**2)
+    return a_si / 1000.0  # m/mol → km/mol
+
+
+def raman_invariants(
+    polarizability_derivatives: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Raman invariants, activities and depolarization ratios from α'_k.
+
+    With α'_k = ∂α/∂Q_k (symmetric 3×3, Å²/√amu):
+
+    * isotropic part      a_k  = tr(α'_k) / 3
+    * anisotropy          γ_k² = (3/2) β_k:β_k,  β_k = α'_k − a_k I
+      (equivalently ½[(xx−yy)² + (yy−zz)² + (zz−xx)² + 6(xy² + yz² + zx²)])
+    * Raman activity      S_k  = 45 a_k² + 7 γ_k²                 (Å⁴/amu)
+    * depolarization      ρ_k  = 3 γ_k² / (45 a_k² + 4 γ_k²)      (0 … 3/4)
+
+    A rod-like α' = diag(1, 0, 0) gives γ² = 1, ρ = 1/3; an isotropic α' gives ρ = 0.
+    (Writing β:β for γ² in the orientational averages is off by the factor 3/2.)
+
+    Args:
+        polarizability_derivatives: shape (..., 3, 3), Å²/√amu.
+
+    Returns:
+        (a, gamma2, activity, rho), each of shape (...). ρ is NaN for a mode with
+        a = γ = 0 (Raman inactive: the ratio is undefined).
+    """
+    alpha = np.asarray(polarizability_derivatives, dtype=float)
+    a = np.trace(alpha, axis1=-2, axis2=-1) / 3.0
+    beta = alpha - a[..., None, None] * np.eye(3)
+    gamma2 = 1.5 * np.sum(beta * beta, axis=(-2, -1))
+    activity = 45.0 * a**2 + 7.0 * gamma2
+    denom = 45.0 * a**2 + 4.0 * gamma2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = np.where(denom > 0, 3.0 * gamma2 / np.where(denom > 0, denom, 1.0), np.nan)
+    return a, gamma2, activity, rho
+
+
+# --------------------------------------------------------------------------------------
+# Result
+# --------------------------------------------------------------------------------------
+@dataclass
+class HarmonicResult:
+    """Harmonic vibrational analysis of one relaxed structure.
+
+    Per-mode arrays share the mode order: ascending signed frequency (imaginary modes,
+    stored as negative numbers, first). Rigid-body modes are not included.
+
+    Attributes:
+        atoms: the (relaxed) structure, a copy without calculator or constraints.
+        frequencies_cm1: (n_modes,) vibrational wavenumbers in cm⁻¹; an imaginary
+            frequency ν i is stored as −ν and flagged in ``imaginary``.
+        ir_intensities_km_mol: (n_modes,) IR intensities in km/mol, as computed by
+            ``ase.vibrations.Infrared``; None when the calculator has no dipole.
+        mode_vectors: (n_modes, N, 3) unit-norm mass-weighted eigenvectors e_k
+            (Infrared's eigenvectors; Q_k = Σ_i √m_i e_k,i·Δx_i).
+        dipole_derivatives: (n_modes, 3) μ'_k = ∂μ/∂Q_k in e/√amu; None without dipole.
+        polarizability_derivatives: (n_modes, 3, 3) α'_k = ∂α/∂Q_k in Å²/√amu
+            (symmetrized); None without polarizability or with ``raman=False``.
+        raman_activities: (n_modes,) S_k = 45a² + 7γ² in Å⁴/amu, or None.
+        depolarization_ratios: (n_modes,) ρ_k = 3γ²/(45a² + 4γ²), or None.
+        imaginary: (n_modes,) True where the frequency is imaginary.
+        dropped_frequencies_cm1: the rigid-body modes that were dropped (signed as
+            above), for inspection.
+        energy: potential energy at ``atoms`` (eV).
+        max_force: largest atomic force at ``atoms`` (eV/Å).
+        static_dipole: dipole at ``atoms`` (e·Å), or None.
+        static_polarizability: polarizability at ``atoms`` (Å³), or None.
+        optimizer_steps: BFGS steps taken (0 without optimization).
+        delta, nfree: the finite-difference step (Å) and scheme.
+        notes: human-readable warnings (imaginary modes, missing properties, …).
+    """
+
+    atoms: Atoms
+    frequencies_cm1: np.ndarray
+    ir_intensities_km_mol: np.ndarray | None
+    mode_vectors: np.ndarray
+    dipole_derivatives: np.ndarray | None
+    polarizability_derivatives: np.ndarray | None
+    raman_activities: np.ndarray | None
+    depolarization_ratios: np.ndarray | None
+    imaginary: np.ndarray
+    dropped_frequencies_cm1: np.ndarray
+    energy: float
+    max_force: float
+    static_dipole: np.ndarray | None = None
+    static_polarizability: np.ndarray | None = None
+    optimizer_steps: int = 0
+    delta: float = 0.01
+    nfree: int = 2
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n_modes(self) -> int:
+        """Number of vibrational modes (3N minus the rigid-body modes)."""
+        return len(self.frequencies_cm1)
+
+    @property
+    def imaginary_frequencies_cm1(self) -> np.ndarray:
+        """|ν| (cm⁻¹) of the imaginary vibrational modes (empty at a true minimum)."""
+        return np.abs(self.frequencies_cm1[self.imaginary])
+
+    @property
+    def angular_frequencies(self) -> np.ndarray:
+        """ω_k = 2πcν̃_k in 1/(ASE time unit) (multiply by ``units.fs`` for rad/fs).
+
+        Imaginary modes give negative values: use them only after checking
+        ``imaginary``.
+        """
+        return self.frequencies_cm1 * _OMEGA_PER_CM1
+
+    def table(self) -> str:
+        """Markdown table: mode, cm⁻¹, km/mol, Raman activity (Å⁴/amu), ρ.
+
+        Imaginary frequencies are written as ``123.4i``; a missing quantity as ``–``.
+        Notes (imaginary modes, missing dipole/polarizability) follow the table.
+        """
+        lines = [
+            "| mode | ν (cm⁻¹) | IR (km/mol) | Raman activity (Å⁴/amu) | ρ |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        for k in range(self.n_modes):
+            nu = abs(self.frequencies_cm1[k])
+            freq = f"{nu:.1f}i" if self.imaginary[k] else f"{nu:.1f}"
+            lines.append(
+                f"| {k + 1} | {freq} | {_fmt(self.ir_intensities_km_mol, k, '.2f')} | "
+                f"{_fmt(self.raman_activities, k, '.3f')} | "
+                f"{_fmt(self.depolarization_ratios, k, '.3f')} |"
+            )
+        if self.notes:
+            lines.append("")
+            lines.extend(f"Note: {n}" for n in self.notes)
+        return "\n".join(lines)
+
+    def to_csv(self, path: str | os.PathLike) -> None:
+        """Write one row per mode: frequency (cm⁻¹), imaginary flag, IR (km/mol),
+        Raman activity (Å⁴/amu), ρ, and μ'_x,y,z (e/√amu). Missing values are empty."""
+        header = [
+            "mode",
+            "frequency_cm1",
+            "imaginary",
+            "ir_intensity_km_mol",
+            "raman_activity_A4_per_amu",
+            "depolarization_ratio",
+            "dmu_dQ_x_e_per_sqrt_amu",
+            "dmu_dQ_y_e_per_sqrt_amu",
+            "dmu_dQ_z_e_per_sqrt_amu",
+        ]
+        with open(path, "w", newline="") as fd:
+            writer = csv.writer(fd)
+            writer.writerow(header)
+            for k in range(self.n_modes):
+                mu = (
+                    [repr(float(x)) for x in self.dipole_derivatives[k]]
+                    if self.dipole_derivatives is not None
+                    else ["", "", ""]
+                )
+                writer.writerow(
+                    [
+                        k + 1,
+                        repr(float(self.frequencies_cm1[k])),
+                        int(self.imaginary[k]),
+                        _csv(self.ir_intensities_km_mol, k),
+                        _csv(self.raman_activities, k),
+                        _csv(self.depolarization_ratios, k),
+                        *mu,
+                    ]
+                )
+
+
+def _fmt(values: np.ndarray | None, k: int, spec: str) -> str:
+    if values is None or not np.isfinite(values[k]):
+        return "–"
+    return format(float(values[k]), spec)
+
+
+def _csv(values: np.ndarray | None, k: int) -> str:
+    if values is None or not np.isfinite(values[k]):
+        return ""
+    return repr(float(values[k]))
+
+
+# --------------------------------------------------------------------------------------
+# Analysis
+# --------------------------------------------------------------------------------------
+class _Displacements(Infrared):
+    """ASE's Infrared that also caches the polarizability and the positions.
+
+    Reusing Infrared keeps the Hessian, eigenvectors and km/mol intensities exactly
+    ASE's; the extra cache entries give the Raman tensors from the same displaced
+    structures, and the stored positions let a kept ``workdir`` be checked against
+    the current geometry instead of silently reusing stale results.
+    """
+
+    def __init__(self, atoms: Atoms, name: str, delta: float, nfree: int,
+                 dipole: bool, polarizability: bool):
+        super().__init__(atoms, name=name, delta=delta, nfree=nfree)
+        self.ir = dipole
+        self.want_polarizability = polarizability
+
+    def calculate(self, atoms: Atoms, disp: Any) -> dict[str, np.ndarray]:
+        results: dict[str, np.ndarray] = {
+            "forces": np.asarray(self.calc.get_forces(atoms), dtype=float),
+            "positions": atoms.positions.copy(),
+        }
+        if self.ir:
+            results["dipole"] = np.asarray(self.calc.get_dipole_moment(atoms), dtype=float)
+        if self.want_polarizability:
+            results["polarizability"] = np.asarray(
+                self.calc.get_property("polarizability", atoms), dtype=float
+            ).reshape(3, 3)
+        for key, value in results.items():
+            if not np.all(np.isfinite(value)):
+                raise ValueError(
+                    f"calculator returned non-finite {key} for displacement {disp.name}"
+                )
+        return results
+
+
+@contextmanager
+def _one_pass(calc: Any, extra: Sequence[str]) -> Iterator[None]:
+    """Let an MPNNCalculator compute dipole/polarizability in the forces pass.
+
+    Without this every displacement costs three forward passes (forces, dipole,
+    polarizability); ``also_compute`` is the calculator's public switch for that and
+    is restored afterwards. Other calculators are left alone.
+    """
+    old = getattr(calc, "also_compute", None)
+    if not isinstance(old, tuple) or not extra:
+        yield
+        return
+    calc.also_compute = tuple(dict.fromkeys(old + tuple(extra)))
+    try:
+        yield
+    finally:
+        calc.also_compute = old
+
+
+def _supports(calc: Any, atoms: Atoms, name: str) -> bool:
+    """True if ``calc`` returns property ``name`` for ``atoms`` (probed once)."""
+    implemented = getattr(calc, "implemented_properties", None)
+    if implemented is not None and name not in implemented:
+        return False
+    try:
+        if name == "dipole":
+            value = calc.get_dipole_moment(atoms)
+        else:
+            value = calc.get_property(name, atoms)
+    except (PropertyNotImplementedError, NotImplementedError, AttributeError):
+        return False
+    return value is not None
+
+
+def _n_rigid_modes(atoms: Atoms) -> int:
+    """Rigid-body modes: 3 (periodic), 5 (linear molecule), 6 (other molecules).
+
+    A molecule is linear when every atom lies within 1e-3 Å of one straight line.
+    """
+    n = len(atoms)
+    if atoms.pbc.any():
+        return 3
+    if n <= 2:
+        return 3 * n - 1 if n == 2 else 3
+    x = atoms.positions - atoms.positions.mean(axis=0)
+    axis = np.linalg.svd(x, full_matrices=False)[2][0]
+    perpendicular = x - np.outer(x @ axis, axis)
+    return 5 if np.max(np.linalg.norm(perpendicular, axis=1)) < _LINEAR_TOLERANCE else 6
+
+
+def _signed_cm1(hnu: np.ndarray) -> np.ndarray:
+    """Complex ħω (eV) from ASE → real cm⁻¹ with imaginary ones negative."""
+    hnu = np.asarray(hnu, dtype=complex)
+    imag = np.abs(hnu.imag) > np.abs(hnu.real)
+    return np.where(imag, -np.abs(hnu.imag), hnu.real) / units.invcm
+
+
+def _check_cache(ir: _Displacements, reference: Atoms, keys: Sequence[str]) -> None:
+    """Every cached displacement must hold ``keys`` and this geometry's positions.
+
+    A kept ``workdir`` is reused by ASE without any check; a cache from another
+    structure, step or property set would silently give wrong spectra.
+    """
+    for disp in ir.displacements():
+        entry = ir.cache[disp.name]
+        missing = [k for k in ("positions", *keys) if k not in entry]
+        if missing:
+            raise RuntimeError(
+                f"the displacement cache in {ir.name} lacks {missing} for {disp.name}: "
+                "it was written by another run; use an empty workdir"
+            )
+        expected = reference.positions.copy()
+        if disp.sign != 0:
+            expected[disp.a, disp.i] += disp.step
+        if not np.allclose(np.asarray(entry["positions"]), expected, rtol=0, atol=1e-9):
+            raise RuntimeError(
+                f"the displacement cache in {ir.name} belongs to another geometry or "
+                f"delta ({disp.name}); use an empty workdir"
+            )
+
+
+def _cartesian_derivatives(ir: _Displacements, key: str) -> np.ndarray:
+    """Central-difference ∂X/∂x_j, shape (3N, *X.shape), with ASE's stencils.
+
+    nfree=2: (X₊ − X₋)/(2δ); nfree=4: (8(X₊ − X₋) − (X₊₊ − X₋₋))/(12δ) — the same
+    stencils Infrared uses for the Hessian and dipole.
+    """
+    steps = [-1, 1] if ir.nfree == 2 else [-2, -1, 1, 2]
+    rows = []
+    for a, i in ir._iter_ai():
+        x = {s: np.asarray(ir.cache[ir._disp(a, i, s).name][key], dtype=float) for s in steps}
+        if ir.nfree == 2:
+            rows.append((x[1] - x[-1]) / (2 * ir.delta))
+        else:
+            rows.append((8 * (x[1] - x[-1]) - (x[2] - x[-2])) / (12 * ir.delta))
+    return np.array(rows)
+
+
+def harmonic_analysis(
+    atoms: Atoms,
+    calculator: Any = None,
+    *,
+    optimize: bool = True,
+    fmax: float = 1e-4,
+    delta: float = 0.01,
+    nfree: int = 2,
+    raman: bool = True,
+    workdir: str | os.PathLike | None = None,
+    max_steps: int = 1000,
+) -> HarmonicResult:
+    """Harmonic frequencies, IR intensities and Raman activities of a structure.
+
+    Steps: (1) copy ``atoms`` (constraints removed: the full Hessian of all atoms is
+    built) and, with ``optimize``, relax the positions with BFGS to ``fmax`` (fixed
+    cell); (2) run :class:`ase.vibrations.Infrared` (±``delta`` Å per Cartesian
+    coordinate, ``nfree`` = 2 or 4) in a temporary cache directory, or in ``workdir``,
+    which is kept; (3) drop the rigid-body modes — the 6 (5 for a linear molecule,
+    3 for a periodic cell) with the smallest |ν| — and flag imaginary ones;
+    (4) project the dipole and polarizability derivatives on the mass-weighted modes.
+
+    Formulas (mode k, unit-norm mass-weighted eigenvector e_k, x_j the Cartesian
+    coordinates, m_j the mass of atom of coordinate j, Q_k = Σ_j √m_j e_kj Δx_j):
+
+    * μ'_k = ∂μ/∂Q_k = Σ_j (∂μ/∂x_j) e_kj / √m_j                  (e/√amu)
+    * IR:  A_k = N_A |μ'_k|² / (12 ε₀ c²)                           (km/mol)
+      (the stored ``ir_intensities_km_mol`` are Infrared's own numbers; they agree
+      with this formula to the 5 digits of ASE's 42.255 factor)
+    * α'_k = 14.399645 · Σ_j (∂α/∂x_j) e_kj / √m_j, symmetrized    (Å²/√amu)
+    * a_k = tr α'_k / 3,  γ_k² = (3/2) β_k:β_k  with  β_k = α'_k − a_k I
+    * Raman activity S_k = 45 a_k² + 7 γ_k²                         (Å⁴/amu)
+    * depolarization ratio ρ_k = 3 γ_k² / (45 a_k² + 4 γ_k²)        (linear polarization)
+
+    Args:
+        atoms: the structure (not modified).
+        calculator: ASE calculator; default ``atoms.calc``.
+        optimize: relax first (on the copy).
+        fmax: BFGS convergence on the largest atomic force (eV/Å).
+        delta: finite-difference step (Å).
+        nfree: 2 (central differences) or 4 (five-point stencil).
+        raman: compute Raman tensors when the calculator implements "polarizability"
+            (silently frequencies + IR only, with a note, when it does not).
+        workdir: keep ASE's displacement cache there (reused by a later call with the
+            same geometry; a cache from another geometry raises RuntimeError).
+        max_steps: BFGS step limit; not converging gives a warning and a note.
+
+    Returns:
+        :class:`HarmonicResult`.
+
+    Raises:
+        ValueError: no calculator, no atoms, non-finite positions or calculator
+            results, zero masses, invalid ``nfree``/``delta``/``fmax``, or a
+            structure without vibrational modes (one atom).
+
+    A calculator without dipole gives frequencies only: ``ir_intensities_km_mol`` and
+    ``dipole_derivatives`` are None and ``notes`` says why (energy-only models can
+    still be checked against reference frequencies).
+    """
+    if not isinstance(atoms, Atoms):
+        raise TypeError(f"atoms must be an ase.Atoms, got {type(atoms).__name__}")
+    calc = calculator if calculator is not None else atoms.calc
+    if calc is None:
+        raise ValueError("no calculator: pass calculator=... or attach one to atoms.calc")
+    if len(atoms) == 0:
+        raise ValueError("atoms is empty: nothing to analyse")
+    if not np.all(np.isfinite(atoms.positions)):
+        raise ValueError("atoms.positions contain NaN or inf")
+    if nfree not in (2, 4):
+        raise ValueError(f"nfree must be 2 or 4, got {nfree}")
+    if not (np.isfinite(delta) and delta > 0):
+        raise ValueError(f"delta must be a positive step in Å, got {delta}")
+    if optimize and not (np.isfinite(fmax) and fmax > 0):
+        raise ValueError(f"fmax must be positive (eV/Å), got {fmax}")
+    masses = atoms.get_masses()
+    if np.any(~np.isfinite(masses)) or np.any(masses <= 0):
+        raise ValueError("every atom needs a positive mass (atoms.set_masses)")
+
+    work = atoms.copy()
+    work.constraints = []
+    work.calc = calc
+    n_rigid = _n_rigid_modes(work)
+    if 3 * len(work) - n_rigid <= 0:
+        raise ValueError(f"{work.get_chemical_formula()} has no vibrational modes")
+
+    notes: list[str] = []
+    steps = 0
+    if optimize:
+        opt = BFGS(work, logfile=None)
+        converged = opt.run(fmax=fmax, steps=max_steps)
+        steps = int(opt.nsteps)
+        if not converged:
+            msg = f"BFGS did not reach fmax {fmax:g} eV/Å in {max_steps} steps"
+            warnings.warn(msg, RuntimeWarning, stacklevel=2)
+            notes.append(msg)
+        # the optimized geometry may have become (non-)linear
+        n_rigid = _n_rigid_modes(work)
+
+    forces = np.asarray(work.get_forces(), dtype=float)
+    if not np.all(np.isfinite(forces)):
+        raise ValueError("calculator returned non-finite forces")
+    energy = float(work.get_potential_energy())
+    max_force = float(np.max(np.linalg.norm(forces, axis=1)))
+
+    has_dipole = _supports(calc, work, "dipole")
+    has_pol = raman and _supports(calc, work, "polarizability")
+    if not has_dipole:
+        notes.append("calculator has no dipole: IR intensities not computed")
+    if raman and not has_pol:
+        notes.append("calculator has no polarizability: Raman activities not computed")
+    static_dipole = np.asarray(calc.get_dipole_moment(work), float) if has_dipole else None
+    static_pol = (
+        np.asarray(calc.get_property("polarizability", work), float).reshape(3, 3)
+        * POLARIZABILITY_TO_A3
+        if has_pol
+        else None
+    )
+
+    extra = (["dipole"] if has_dipole else []) + (["polarizability"] if has_pol else [])
+    reference = work.copy()
+    with tempfile.TemporaryDirectory(prefix="ase_mpnn_harmonic_") as tmp, _one_pass(calc, extra):
+        base = Path(workdir) if workdir is not None else Path(tmp)
+        base.mkdir(parents=True, exist_ok=True)
+        ir = _Displacements(work, name=str(base / "vib"), delta=delta, nfree=nfree,
+                            dipole=has_dipole, polarizability=has_pol)
+        ir.run()
+        _check_cache(ir, reference, ["forces", *extra])
+        if has_dipole:
+            ir.read()  # Infrared.read: Hessian, modes, ħω and (D/Å)²/amu intensities
+        else:
+            super(Infrared, ir).read()  # plain Vibrations.read: no dipoles needed
+        if not np.all(np.isfinite(ir.H)):
+            raise ValueError("non-finite Hessian (calculator forces)")
+        dmu_dx = _cartesian_derivatives(ir, "dipole") if has_dipole else None
+        dalpha_dx = _cartesian_derivatives(ir, "polarizability") if has_pol else None
+
+    freq_all = _signed_cm1(ir.hnu)
+    dropped = np.sort(np.argsort(np.abs(freq_all), kind="stable")[:n_rigid])
+    keep = np.setdiff1d(np.arange(len(freq_all)), dropped)
+    freqs = freq_all[keep]
+    imaginary = freqs < 0
+    modes = ir.modes[keep]  # (n_modes, 3N), unit norm, mass-weighted
+    n_atoms = len(work)
+    # ∂x_j/∂Q_k = e_kj / √m_j
+    dx_dq = modes * np.repeat(work.get_masses() ** -0.5, 3)[None, :]
+
+    ir_km_mol = dipole_d = pol_d = activities = rho = None
+    if has_dipole:
+        prefactor = ir.intensity_prefactor("km/mol")[0]
+        ir_km_mol = np.asarray(ir.intensities, float)[keep] * prefactor
+        dipole_d = dx_dq @ dmu_dx  # (n_modes, 3), e/√amu
+    if has_pol:
+        pol_d = np.einsum("kj,jab->kab", dx_dq, dalpha_dx) * POLARIZABILITY_TO_A3
+        # the static polarizability is symmetric; averaging removes finite-difference
+        # and float noise in the off-diagonal pairs
+        pol_d = 0.5 * (pol_d + np.swapaxes(pol_d, 1, 2))
+        _, _, activities, rho = raman_invariants(pol_d)
+
+    dropped_freqs = freq_all[dropped]
+    if np.any(imaginary):
+        listed = ", ".join(f"{abs(f):.1f}i" for f in freqs[imaginary])
+        msg = (f"{int(imaginary.sum())} imaginary vibrational frequencies ({listed} cm⁻¹): "
+               "not a minimum (relax further or check the structure)")
+        warnings.warn(msg, RuntimeWarning, stacklevel=2)
+        notes.append(msg)
+    biggest_dropped = float(np.max(np.abs(dropped_freqs))) if len(dropped_freqs) else 0.0
+    smallest_kept = float(np.min(np.abs(freqs)))
+    if biggest_dropped > 0.5 * smallest_kept:
+        msg = (f"dropped rigid-body modes (up to {biggest_dropped:.1f} cm⁻¹) are not well "
+               f"separated from the lowest vibration ({smallest_kept:.1f} cm⁻¹): the mode "
+               "assignment may be wrong; check the relaxation and delta")
+    elif biggest_dropped > _RIGID_WARN_CM1:
+        msg = (f"dropped rigid-body modes reach {biggest_dropped:.1f} cm⁻¹: large "
+               "finite-difference or relaxation error; check fmax and delta")
+    else:
+        msg = ""
+    if msg:
+        warnings.warn(msg, RuntimeWarning, stacklevel=2)
+        notes.append(msg)
+
+    result_atoms = work.copy()  # copy() drops the calculator
+    return HarmonicResult(
+        atoms=result_atoms,
+        frequencies_cm1=freqs,
+        ir_intensities_km_mol=ir_km_mol,
+        mode_vectors=modes.reshape(len(keep), n_atoms, 3),
+        dipole_derivatives=dipole_d,
+        polarizability_derivatives=pol_d,
+        raman_activities=activities,
+        depolarization_ratios=rho,
+        imaginary=imaginary,
+        dropped_frequencies_cm1=dropped_freqs,
+        energy=energy,
+        max_force=max_force,
+        static_dipole=static_dipole,
+        static_polarizability=static_pol,
+        optimizer_steps=steps,
+        delta=float(delta),
+        nfree=int(nfree),
+        notes=notes,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Initial conditions
+# --------------------------------------------------------------------------------------
+def _rigid_body_basis(atoms: Atoms) -> np.ndarray:
+    """Orthonormal mass-weighted translation (+ rotation for molecules) vectors, (r, 3N)."""
+    m = atoms.get_masses()
+    sqm = np.sqrt(m)[:, None]
+    vectors = [np.zeros((len(atoms), 3)) for _ in range(3)]
+    for c in range(3):
+        vectors[c][:, c] = 1.0
+    vectors = [v * sqm for v in vectors]
+    if not atoms.pbc.any():
+        r = atoms.positions - atoms.get_center_of_mass()
+        for c in range(3):
+            axis = np.zeros(3)
+            axis[c] = 1.0
+            vectors.append(np.cross(axis, r) * sqm)
+    mat = np.array([v.ravel() for v in vectors])
+    _, s, vt = np.linalg.svd(mat, full_matrices=False)
+    # a linear molecule has a zero rotation about its axis: drop null directions
+    return vt[s > 1e-8 * s.max()]
+
+
+def normal_mode_sampling(
+    result: HarmonicResult,
+    temperature_K: float,
+    seed: int | np.random.Generator | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Classical initial conditions with exactly k_BT in every vibrational mode.
+
+    For each mode k (angular frequency ω_k, random phase φ_k uniform in [0, 2π)):
+
+        Q_k = √(2 k_B T) / ω_k · cos φ_k,    Q̇_k = −√(2 k_B T) · sin φ_k,
+
+    so ½Q̇_k² + ½ω_k²Q_k² = k_BT for every k, and x = x⁰ + M^-1/2 Σ_k e_k Q_k,
+    v = M^-1/2 Σ_k e_k Q̇_k (+ a small rigid rotation, below) around the relaxed
+    geometry. Q_k and Q̇_k are the projections e_k·√m Δx and e_k·√m v.
+
+    Purpose: a classical NVE run started here is a deterministic (up to the phases)
+    low-temperature trajectory whose time-averaged ⟨Q_k²⟩ = k_BT/ω_k² equals the
+    canonical average of each mode, so the band areas of its dipole spectrum equal
+    the thermal (double-harmonic) ones without the exponential scatter of the mode
+    energies a Maxwell–Boltzmann draw gives. It is used to check MD IR intensities
+    against the harmonic km/mol within 10 %.
+
+    Limits: it is a microcanonical trajectory at E = E⁰ + n_modes·k_BT (n_modes =
+    3N − 6 for a nonlinear molecule), not a canonical ensemble; anharmonic coupling
+    exchanges energy between modes during the run (keep T low, tens to a few hundred
+    K, for the 10 % comparison); Fermi resonances and large-amplitude motions are
+    not represented. The mode vectors are first made exactly orthogonal to the
+    rigid-body motions (finite-difference Hessians mix them slightly; the energies
+    are exact for these cleaned vectors, and for ``result.mode_vectors`` within that
+    mixing, ≲ 1e-4 for water). The angular momentum is zero about the centre of
+    mass of the displaced geometry: the vibration–rotation coupling that this
+    removes (second order in the amplitudes) goes into a small rigid-rotation
+    velocity (for water at 300 K its kinetic energy is ≈ 0.2 % of k_BT), not into
+    the modes. For a periodic cell only the linear momentum is zero; for a linear
+    molecule the angular momentum about its axis (degenerate bends) is left as is.
+
+    Args:
+        result: a :class:`HarmonicResult` without imaginary modes.
+        temperature_K: temperature in K (≥ 0).
+        seed: seed or ``numpy.random.Generator`` for the phases (same seed, same
+            output).
+
+    Returns:
+        (positions, velocities): (N, 3) in Å and in ASE velocity units
+        (Å per ASE time unit), ready for ``atoms.set_positions`` and
+        ``atoms.set_velocities``. Multiply the velocities by ``ase.units.fs`` for Å/fs.
+
+    Example:
+        >>> pos, vel = normal_mode_sampling(result, 100.0, seed=1)
+        >>> atoms = result.atoms.copy(); atoms.calc = calc
+        >>> atoms.positions = pos; atoms.set_velocities(vel)
+    """
+    if not (np.isfinite(temperature_K) and temperature_K >= 0):
+        raise ValueError(f"temperature_K must be ≥ 0, got {temperature_K}")
+    if np.any(result.imaginary):
+        raise ValueError(
+            "the structure has imaginary modes "
+            f"({result.imaginary_frequencies_cm1} cm⁻¹): no harmonic energy can be assigned"
+        )
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    atoms = result.atoms
+    n_atoms = len(atoms)
+    m = atoms.get_masses()
+    inv_sqrt_m = np.repeat(m**-0.5, 3)
+
+    # Exact orthogonality to rigid-body motion keeps the centre of mass and the
+    # (linearized) angular momentum zero; Löwdin orthonormalization keeps each vector
+    # as close as possible to the original mode.
+    modes = result.mode_vectors.reshape(result.n_modes, 3 * n_atoms)
+    rigid = _rigid_body_basis(atoms)
+    modes = modes - (modes @ rigid.T) @ rigid
+    overlap = modes @ modes.T
+    w, v = np.linalg.eigh(overlap)
+    modes = (v @ np.diag(w**-0.5) @ v.T) @ modes
+
+    kT = units.kB * temperature_K
+    omega = result.angular_frequencies
+    phase = rng.uniform(0.0, 2.0 * np.pi, size=result.n_modes)
+    q = np.sqrt(2.0 * kT) / omega * np.cos(phase)
+    qdot = -np.sqrt(2.0 * kT) * np.sin(phase)
+
+    positions = atoms.positions + (inv_sqrt_m * (q @ modes)).reshape(n_atoms, 3)
+    # Velocities: Q̇_k = e_k·(√m v) exactly for every mode, zero linear momentum, and
+    # zero angular momentum about the centre of mass of the *displaced* geometry. At
+    # finite amplitude the last condition is not implied by orthogonality to the
+    # equilibrium rotations (vibration–rotation coupling, second order in the
+    # amplitudes); the 3N linear conditions fix v uniquely, the small remainder going
+    # into rigid-rotation components rather than changing any mode's energy.
+    sqrt_m = np.repeat(np.sqrt(m), 3)
+    rows = [modes * sqrt_m[None, :]]
+    trans = np.zeros((3, 3 * n_atoms))
+    for c in range(3):
+        trans[c, c::3] = m
+    rows.append(trans)
+    n_rot = 3 * n_atoms - result.n_modes - 3
+    if n_rot > 0:
+        r = positions - (m @ positions) / m.sum()
+        # L = Σ_i m_i r_i × v_i = Σ_i m_i [r_i]ₓ v_i, with [r]ₓ the cross-product matrix
+        lrows = np.zeros((3, 3 * n_atoms))
+        for i in range(n_atoms):
+            x, y, z = r[i]
+            lrows[:, 3 * i:3 * i + 3] = m[i] * np.array([[0, -z, y], [z, 0, -x], [-y, x, 0]])
+        if n_rot == 2:
+            # linear molecule: constrain the two components perpendicular to the axis;
+            # the axial one is the vibrational angular momentum of the degenerate bends
+            x0 = atoms.positions - atoms.get_center_of_mass()
+            axis = np.linalg.svd(x0, full_matrices=False)[2][0]
+            perp = np.linalg.svd(np.eye(3) - np.outer(axis, axis))[0][:, :2].T
+            lrows = perp @ lrows
+        rows.append(lrows)
+    matrix = np.vstack(rows)
+    rhs = np.concatenate([qdot, np.zeros(matrix.shape[0] - result.n_modes)])
+    if matrix.shape[0] != 3 * n_atoms:
+        raise ValueError(
+            f"{result.n_modes} modes do not match {n_atoms} atoms and {n_rot + 3} rigid-body modes"
+        )
+    try:
+        v_flat = np.linalg.solve(matrix, rhs)
+    except np.linalg.LinAlgError as err:
+        msg = f"temperature {temperature_K} K: displacements too large ({err})"
+        raise ValueError(msg) from None
+    velocities = v_flat.reshape(n_atoms, 3)
+    return positions, velocities
+
+
+# --------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------
+def _geometry_summary(atoms: Atoms, max_atoms: int = 50, max_items: int = 30) -> list[str]:
+    """Positions, bond lengths and bond angles (covalent radii ×1.2) of a small structure."""
+    from ase.data import covalent_radii
+
+    lines: list[str] = []
+    if len(atoms) <= max_atoms:
+        lines.append("Relaxed geometry (Å):")
+        for a in atoms:
+            x, y, z = a.position
+            lines.append(f"  {a.symbol:<3} {x:12.6f} {y:12.6f} {z:12.6f}")
+    else:
+        lines.append(f"Relaxed geometry: {len(atoms)} atoms (positions not listed)")
+    if atoms.pbc.any():
+        return lines
+    radii = covalent_radii[atoms.numbers]
+    d = atoms.get_all_distances()
+    bonded = (d < 1.2 * (radii[:, None] + radii[None, :])) & ~np.eye(len(atoms), dtype=bool)
+    bonds = [(i, j) for i in range(len(atoms)) for j in range(i + 1, len(atoms)) if bonded[i, j]]
+    sym = atoms.get_chemical_symbols()
+    if bonds:
+        items = [f"{sym[i]}{i}–{sym[j]}{j} {d[i, j]:.4f}" for i, j in bonds[:max_items]]
+        lines.append("Bonds (Å): " + ", ".join(items) + (" …" if len(bonds) > max_items else ""))
+    angles = []
+    for c in range(len(atoms)):
+        nb = np.flatnonzero(bonded[c])
+        for x in range(len(nb)):
+            for y in range(x + 1, len(nb)):
+                angles.append((nb[x], c, nb[y]))
+    if angles:
+        items = [
+            f"{sym[i]}{i}–{sym[c]}{c}–{sym[j]}{j} {atoms.get_angle(i, c, j):.2f}"
+            for i, c, j in angles[:max_items]
+        ]
+        lines.append("Angles (°): " + ", ".join(items) + (" …" if len(angles) > max_items else ""))
+    return lines
+
+
+def harmonic_report(
+    structure: str | os.PathLike | Atoms,
+    model_path: str | os.PathLike,
+    *,
+    optimize: bool = True,
+    fmax: float = 1e-4,
+    delta: float = 0.01,
+    nfree: int = 2,
+    raman: bool = True,
+    workdir: str | os.PathLike | None = None,
+    index: int | str = -1,
+    device: str = "cpu",
+    dtype: str | None = "float64",
+) -> str:
+    """Run :func:`harmonic_analysis` with a model file and return a printable report.
+
+    Loads ``ase_mpnn.MPNNCalculator(model_path)``, reads the structure (a file read
+    with ``ase.io.read(path, index)``: by default the last frame, or an Atoms object,
+    not modified), relaxes it, and returns a summary (energy, final max force,
+    dipole, isotropic polarizability, the dropped rigid-body modes, relaxed positions,
+    bond lengths and angles) followed by :meth:`HarmonicResult.table`.
+
+    Args:
+        structure: structure file or Atoms.
+        model_path: ase_mpnn model file.
+        optimize, fmax, delta, nfree, raman, workdir: as in :func:`harmonic_analysis`.
+        index: frame of a multi-frame file.
+        device: torch device for the model.
+        dtype: "float64" (default: finite-difference Hessians want double precision),
+            "float32", or None for the model file's own dtype.
+
+    Returns:
+        The report as a string (markdown table included). CLI parsing lives elsewhere.
+    """
+    import ase.io
+    import torch
+
+    from ase_mpnn import MPNNCalculator
+
+    if isinstance(structure, Atoms):
+        atoms = structure.copy()
+        source = atoms.get_chemical_formula()
+    else:
+        atoms = ase.io.read(structure, index=index)
+        if not isinstance(atoms, Atoms):
+            raise TypeError(f"index {index!r} selects several frames of {structure}; give one")
+        source = str(structure)
+    dtypes = {None: None, "float64": torch.float64, "float32": torch.float32}
+    if dtype not in dtypes:
+        raise ValueError(f"dtype must be 'float64', 'float32' or None, got {dtype!r}")
+    calc = MPNNCalculator(model_path, device=device, dtype=dtypes[dtype])
+    result = harmonic_analysis(atoms, calc, optimize=optimize, fmax=fmax, delta=delta,
+                               nfree=nfree, raman=raman, workdir=workdir)
+
+    formula = result.atoms.get_chemical_formula()
+    precision = dtype or "model dtype"
+    lines = [f"Harmonic analysis of {formula} ({source}) with {model_path} ({precision}, {device})"]
+    if optimize:
+        lines.append(f"BFGS to fmax {fmax:g} eV/Å: {result.optimizer_steps} steps")
+    lines.append(f"energy {result.energy:.6f} eV, max force {result.max_force:.2e} eV/Å")
+    if result.static_dipole is not None:
+        mu = float(np.linalg.norm(result.static_dipole))
+        lines.append(f"dipole {mu:.4f} e·Å ({mu / units.Debye:.3f} D)")
+    if result.static_polarizability is not None:
+        iso = float(np.trace(result.static_polarizability)) / 3
+        lines.append(f"isotropic polarizability {iso:.4f} Å³")
+    dropped = ", ".join(
+        f"{abs(f):.1f}i" if f < 0 else f"{f:.1f}" for f in result.dropped_frequencies_cm1
+    )
+    lines.append(f"finite differences: delta {delta:g} Å, nfree {nfree}; "
+                 f"{len(result.dropped_frequencies_cm1)} rigid-body modes dropped "
+                 f"({dropped} cm⁻¹)")
+    lines.append("")
+    lines.extend(_geometry_summary(result.atoms))
+    lines.append("")
+    lines.append(result.table())
+    return "\n".join(lines)
