@@ -144,6 +144,8 @@ def test_ir_peaks_and_band_ratios():
         e = rng.normal(size=3)
         mu += a * np.outer(np.cos(omega_per_fs(nu) * t + rng.uniform(0, 2 * np.pi)), e / np.linalg.norm(e))
     ir = ir_spectrum(mu, DT, max_lag_fs=4000.0)
+    wavenumber, intensity = ir  # unpacks as (wavenumber_cm1, intensity)
+    assert wavenumber is ir.wavenumber and intensity is ir.intensity
     spacing = ir.wavenumber[1] - ir.wavenumber[0]
     peaks = find_peaks(ir, 0.05, lo=1000, hi=4200)  # Hann side lobes are ~3 %
     assert [round(p.position) for p in peaks] == [1600, 3650, 3750]

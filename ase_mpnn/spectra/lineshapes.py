@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -83,6 +83,10 @@ class Spectrum:
             self.std_error = np.asarray(self.std_error, dtype=np.float64)
             if self.std_error.shape != self.wavenumber.shape:
                 raise ValueError(f"std_error shape {self.std_error.shape} != {self.wavenumber.shape}")
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        """``wavenumber, intensity = spectrum``: unpacks like a (ν̃, I) pair."""
+        return iter((self.wavenumber, self.intensity))
 
     def integrate(self, lo: float | None = None, hi: float | None = None) -> float:
         """∫_lo^hi I(ν̃) dν̃ (trapezoid, values at lo and hi interpolated), in units × cm⁻¹.
