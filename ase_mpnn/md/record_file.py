@@ -374,3 +374,39 @@ class FrameFile:
             self._file = None
             _unlock_writer(self._lock)
             self._lock = None
+
+
+class FrameRecorder:
+    """What the MD and RPMD recorders share: a :class:`FrameFile` and the context manager.
+
+    Subclasses set ``self._frames`` and implement ``close`` (which must close it).
+    """
+
+    _frames: FrameFile
+
+    @property
+    def n_frames(self) -> int:
+        """Frames recorded so far (written or waiting in the buffer)."""
+        return self._frames.n_frames
+
+    @property
+    def last_step(self) -> int:
+        """Step of the last frame recorded (-1 when none)."""
+        return self._frames.last_step
+
+    def flush(self) -> None:
+        """Write buffered frames to the file now (before a checkpoint, for example)."""
+        self._frames.flush()
+
+    def truncate(self, after_step: int) -> int:
+        """Drop the frames with step > ``after_step`` (e.g. written after a checkpoint); returns how many."""
+        return self._frames.truncate(after_step)
+
+    def close(self) -> None:  # pragma: no cover - every recorder overrides it
+        self._frames.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -50,7 +50,7 @@ from ase import Atoms, units
 from ase.outputs import all_outputs
 
 from ..properties import register_polarizability
-from .record_file import UNITS, FrameFile, RecorderError, read_attributes, read_record, read_units
+from .record_file import UNITS, FrameFile, FrameRecorder, RecorderError, read_attributes, read_record, read_units
 
 register_polarizability()
 
@@ -70,7 +70,7 @@ def _frame_shapes(atoms: Atoms, properties: Sequence[str]) -> dict[str, tuple[in
     return shapes
 
 
-class MDRecorder:
+class MDRecorder(FrameRecorder):
     """Append MD frames to an HDF5 file (see the module docstring for the layout).
 
     Args:
@@ -157,23 +157,9 @@ class MDRecorder:
                 "(restricted to what the calculator implements)"
             )
 
-    @property
-    def n_frames(self) -> int:
-        """Frames recorded so far (written or waiting in the buffer)."""
-        return self._frames.n_frames
-
-    @property
-    def last_step(self) -> int:
-        """Step of the last frame recorded (-1 when none)."""
-        return self._frames.last_step
-
-    def flush(self) -> None:
-        """Write buffered frames to the file now (before a checkpoint, for example)."""
-        self._frames.flush()
-
     def truncate(self, after_step: int) -> int:
         """Drop the frames with step > ``after_step`` (e.g. written after a checkpoint); returns how many."""
-        dropped = self._frames.truncate(after_step)
+        dropped = super().truncate(after_step)
         self._next_step = self.last_step + self.interval if self.n_frames else 0
         return dropped
 
@@ -186,12 +172,6 @@ class MDRecorder:
             mine = (self, self._schedule_prefetch)
             self.dynamics.observers[:] = [o for o in self.dynamics.observers if o[0] not in mine]
         self._frames.close()
-
-    def __enter__(self) -> MDRecorder:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     # Dynamics ------------------------------------------------------------------------
     def attach(self, dynamics: Any) -> MDRecorder:

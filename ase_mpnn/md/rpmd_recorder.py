@@ -30,13 +30,13 @@ from typing import Any
 import numpy as np
 from ase import units
 
-from .record_file import FrameFile, RecorderError
+from .record_file import FrameFile, FrameRecorder, RecorderError
 from .rpmd import RingPolymerMD
 
 __all__ = ["RingPolymerRecorder", "run_rpmd"]
 
 
-class RingPolymerRecorder:
+class RingPolymerRecorder(FrameRecorder):
     """Append frames of a :class:`RingPolymerMD` run to an HDF5 file (layout: module docstring).
 
     Args:
@@ -104,16 +104,6 @@ class RingPolymerRecorder:
             raise RecorderError(f"{self.path} records {list(stored)} (beads={bool(f.attrs['beads'])}), this run "
                                 f"{list(self.properties)} (beads={self.beads})")
 
-    @property
-    def n_frames(self) -> int:
-        """Frames recorded so far (written or waiting in the buffer)."""
-        return self._frames.n_frames
-
-    @property
-    def last_step(self) -> int:
-        """Step of the last frame recorded (-1 when none)."""
-        return self._frames.last_step
-
     def __call__(self) -> None:
         """Append the current state of the run as one frame (the observer entry point)."""
         md = self.md
@@ -136,24 +126,10 @@ class RingPolymerRecorder:
             frame["bead_positions"] = md.state.positions
         self._frames.append(frame)
 
-    def flush(self) -> None:
-        """Write buffered frames to the file now."""
-        self._frames.flush()
-
-    def truncate(self, after_step: int) -> int:
-        """Drop the frames with step > ``after_step``; returns how many."""
-        return self._frames.truncate(after_step)
-
     def close(self) -> None:
         """Write buffered frames, close the file and stop observing the run."""
         self.md._observers[:] = [o for o in self.md._observers if o[0] is not self]
         self._frames.close()
-
-    def __enter__(self) -> RingPolymerRecorder:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def _observable_shape(name: str, n_atoms: int) -> tuple[int, ...]:
