@@ -297,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "spectrum_ir.csv, spectrum_ir.png, ..., spectrum_peaks.md)")
     spectrum.add_argument("--temperature", type=float, help="K, for absolute IR units (default: the records')")
     spectrum.add_argument("--max-lag", type=float, default=2000.0,
-                          help="correlation length in fs (default 2000: ≈ 17 cm⁻¹ resolution with Hann)")
+                          help="correlation length in fs (default 2000: Hann lines ≈ 12 cm⁻¹ wide)")
     spectrum.add_argument("--window", default="hann", choices=["hann", "gaussian", "cos2", "none"])
     spectrum.add_argument("--quantum-correction", choices=["harmonic", "standard", "schofield"],
                           help="for classical records (never for RPMD ones)")

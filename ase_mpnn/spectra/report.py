@@ -106,8 +106,8 @@ def write_spectra(
         temperature_K: for IR in absolute units (cm² per molecule, band areas in km/mol)
             and the VDOS normalisation; None: the records' own (RPMD run temperature,
             else the mean kinetic temperature), printed in the report.
-        max_lag_fs, window: correlation length and lag window (resolution ≈ 33 cm⁻¹ ×
-            1000 fs / max_lag_fs for Hann).
+        max_lag_fs, window: correlation length and lag window (Hann line width ≈ 24 cm⁻¹ ×
+            1000 fs / max_lag_fs).
         quantum_correction: "harmonic", "standard" or "schofield" for classical records.
         laser_wavenumber_cm1: weight Raman with the Stokes scattering factor.
         reference: band positions for the peak tables and plots (e.g. experiment).
