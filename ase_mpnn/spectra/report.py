@@ -13,6 +13,7 @@ import csv
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -20,8 +21,8 @@ from .lineshapes import RamanSpectra, Spectrum
 from .peaks import find_peaks, peak_table
 from .plot import plot_spectra
 from .sources import (
-    _load_all,
     ir_spectrum_from_file,
+    load_all,
     power_spectrum_from_file,
     raman_spectrum_from_file,
 )
@@ -41,10 +42,10 @@ class SpectraReport:
     text: str = ""
 
 
-def record_temperature(paths: Sequence[PathLike]) -> tuple[float | None, str]:
+def record_temperature(paths: Sequence[PathLike | dict[str, Any]]) -> tuple[float | None, str]:
     """Temperature of MD records: the RPMD run's ``temperature_K`` attribute, else the
     mean kinetic temperature over all frames (a thermostatted or thermalised NVE run)."""
-    loaded = _load_all(paths)
+    loaded = load_all(paths)
     stated = {s["temperature_K"] for s in loaded}
     if None not in stated:
         if len(stated) > 1:
@@ -118,9 +119,10 @@ def write_spectra(
     prefix = os.fspath(prefix)
     os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
     report = SpectraReport()
-    report.kubo = any(s["kubo"] for s in _load_all(paths))
+    loaded = load_all(paths)  # read once; every spectrum below uses these series
+    report.kubo = any(s["kubo"] for s in loaded)
     if temperature_K is None:
-        temperature_K, source = record_temperature(paths)
+        temperature_K, source = record_temperature(loaded)
         report.temperature_source = source
     else:
         report.temperature_source = "given"
@@ -129,7 +131,7 @@ def write_spectra(
         raise ValueError("the records are RPMD (Kubo-transformed) runs: they take no quantum correction")
     if quantum_correction is not None and temperature_K is None:
         raise ValueError("a quantum correction needs a temperature")
-    lines = [f"records: {', '.join(map(os.fspath, paths))}"
+    lines = [f"records: {', '.join(s['path'] for s in loaded)}"
              + (" (RPMD: Kubo-transformed, no quantum correction)" if report.kubo else ""),
              f"temperature: {temperature_K:.1f} K ({report.temperature_source})" if temperature_K is not None
              else "temperature: unknown (IR as a line shape in arbitrary units)"]
@@ -137,7 +139,7 @@ def write_spectra(
     common = {"max_lag_fs": max_lag_fs, "window": window}
 
     if ir:
-        spectrum = ir_spectrum_from_file(paths, temperature_K=temperature_K, quantum_correction=quantum_correction,
+        spectrum = ir_spectrum_from_file(loaded, temperature_K=temperature_K, quantum_correction=quantum_correction,
                                          **common)
         report.spectra["ir"] = spectrum
         report.files.append(spectrum.to_csv(f"{prefix}_ir.csv"))
@@ -151,7 +153,7 @@ def write_spectra(
                 f"{p.position:.0f} cm⁻¹ {k:.3g} km/mol" for p, k in zip(peaks, km))
         tables.append(f"## {title}\n\n{peak_table(peaks, reference)}")
     if raman:
-        spectra = raman_spectrum_from_file(paths, laser_wavenumber_cm1=laser_wavenumber_cm1,
+        spectra = raman_spectrum_from_file(loaded, laser_wavenumber_cm1=laser_wavenumber_cm1,
                                            temperature_K=temperature_K if laser_wavenumber_cm1 else None, **common)
         report.spectra["raman"] = spectra
         report.files.append(_raman_table(spectra, f"{prefix}_raman.csv"))
@@ -163,7 +165,7 @@ def write_spectra(
             f"{p.position:.0f} cm⁻¹ ρ = {r:.2f}" for p, r in zip(peaks, rho))
         tables.append(f"## {title}\n\n{peak_table(peaks, reference)}")
     if power:
-        spectrum = power_spectrum_from_file(paths, temperature_K=temperature_K, **common)
+        spectrum = power_spectrum_from_file(loaded, temperature_K=temperature_K, **common)
         report.spectra["power"] = spectrum
         report.files.append(spectrum.to_csv(f"{prefix}_power.csv"))
         report.files.append(plot_spectra(spectrum, f"{prefix}_power.png", xlim=xlim, reference=reference,

@@ -132,11 +132,13 @@ def require(series: dict[str, Any], name: str) -> np.ndarray:
     return value
 
 
-def _load_all(paths: PathLike | Sequence[PathLike]) -> list[dict[str, Any]]:
+def load_all(paths: PathLike | Sequence[PathLike | dict[str, Any]]) -> list[dict[str, Any]]:
+    """:func:`load_series` of each file, checked to share one time step. Items that are
+    already loaded series (dicts) are kept, so files read once can serve several spectra."""
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     if not paths:
         raise ValueError("no file given")
-    loaded = [load_series(p) for p in paths]
+    loaded = [p if isinstance(p, dict) else load_series(p) for p in paths]
     dts = [s["dt_fs"] for s in loaded]
     if not np.allclose(dts, dts[0], rtol=1e-6):
         raise ValueError(f"files have different time steps {dts} fs: spectra would not share a grid")
@@ -148,29 +150,29 @@ def _file_meta(loaded: list[dict[str, Any]]) -> dict[str, Any]:
             "file_temperature_K": [s["temperature_K"] for s in loaded]}
 
 
-def ir_spectrum_from_file(paths: PathLike | Sequence[PathLike], **kwargs: Any) -> Spectrum:
+def ir_spectrum_from_file(paths: PathLike | Sequence[PathLike | dict[str, Any]], **kwargs: Any) -> Spectrum:
     """:func:`~ase_mpnn.spectra.ir_spectrum` of the ``dipole`` of one or several files
     (several: averaged with a standard error). ``kubo`` defaults to the files' flag."""
-    loaded = _load_all(paths)
+    loaded = load_all(paths)
     kwargs.setdefault("kubo", any(s["kubo"] for s in loaded))
     spectrum = ir_spectrum([require(s, "dipole") for s in loaded], loaded[0]["dt_fs"], **kwargs)
     spectrum.metadata.update(_file_meta(loaded))
     return spectrum
 
 
-def raman_spectrum_from_file(paths: PathLike | Sequence[PathLike], **kwargs: Any) -> RamanSpectra:
+def raman_spectrum_from_file(paths: PathLike | Sequence[PathLike | dict[str, Any]], **kwargs: Any) -> RamanSpectra:
     """:func:`~ase_mpnn.spectra.raman_spectrum` of the ``polarizability`` (e²Å²/eV) of files."""
-    loaded = _load_all(paths)
+    loaded = load_all(paths)
     spectra = raman_spectrum([require(s, "polarizability") for s in loaded], loaded[0]["dt_fs"], **kwargs)
     for s in spectra.as_list() + [spectra.depolarization]:
         s.metadata.update(_file_meta(loaded))
     return spectra
 
 
-def power_spectrum_from_file(paths: PathLike | Sequence[PathLike], **kwargs: Any) -> Spectrum:
+def power_spectrum_from_file(paths: PathLike | Sequence[PathLike | dict[str, Any]], **kwargs: Any) -> Spectrum:
     """:func:`~ase_mpnn.spectra.power_spectrum` of files: from ``velocities`` when stored,
     else from ``positions`` (e.g. RPMD centroids, ``input_kind="positions"``)."""
-    loaded = _load_all(paths)
+    loaded = load_all(paths)
     use_velocities = all(s.get("velocities") is not None for s in loaded)
     name = kwargs.setdefault("input_kind", "velocities" if use_velocities else "positions")
     masses = require(loaded[0], "masses")
