@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,21 @@ from .potential import AtomisticModel
 
 FORMAT = "ase_mpnn.model"
 FORMAT_VERSION = 1
+# Hyperparameters added after files were shipped: a file without them was written by
+# a version that behaved like these values, so it loads with them (and a warning when
+# the old behaviour is known to be deficient).
+_LEGACY_HYPERPARAMETERS = {
+    "painn": {"norm_softening": 1e-4},
+}
+_LEGACY_WARNINGS = {
+    ("painn", "norm_softening"): (
+        "was written before PaiNN's smooth vector norm: it loads with the old near-corner "
+        "(norm_softening=1e-4), whose potential surface has kinks at symmetric geometries "
+        "(harmonic frequencies and phonons depend on the finite-difference step). "
+        "Retrain it with this version for spectroscopy."
+    ),
+}
+
 UNITS = {"energy": "eV", "length": "Å", "charge": "e", "dipole": "e·Å", "polarizability": "e²Å²/eV"}
 
 
@@ -77,12 +93,19 @@ def load_model(
     header, state = _read(path)
     config = header["config"]
     try:
+        hyperparameters = dict(config["hyperparameters"])
+        for key, value in _LEGACY_HYPERPARAMETERS.get(config["architecture"], {}).items():
+            if key not in hyperparameters:
+                hyperparameters[key] = value
+                message = _LEGACY_WARNINGS.get((config["architecture"], key))
+                if message:
+                    warnings.warn(f"{path} {message}", UserWarning, stacklevel=2)
         model = build_model(
             config["architecture"],
             config["species"],
             cutoff=config["cutoff"],
             min_distance=config.get("min_distance", 0.1),
-            **config["hyperparameters"],
+            **hyperparameters,
         )
         model.load_state_dict(state)
     except (KeyError, TypeError, ValueError, RuntimeError) as err:

@@ -3,7 +3,10 @@
 EMT is cheap and built into ASE, so this data set (energies, forces and stresses of
 strained, heated 32-atom cells) exercises periodic training and stress without a
 quantum-chemistry code. Frames come from Langevin MD at several temperatures in cells
-scaled by random isotropic and shear strains up to ±3 %.
+scaled by random isotropic and shear strains up to ±3 %. Then ``--near-lattice``
+cells close to the ideal crystal (a = 3.59–3.63 Å, Gaussian displacements of
+0.005–0.04 Å per coordinate): force constants and phonons are the curvature at the
+ideal lattice, which the heated frames sample only sparsely.
 
     python md_examples/make_copper_data.py -o data/copper_emt.extxyz
 """
@@ -44,13 +47,33 @@ def frames(n_frames: int, seed: int):
         yield labelled
 
 
+def near_lattice_frames(n_frames: int, seed: int):
+    """Ideal fcc cells, slightly scaled, with small random displacements (EMT labels)."""
+    rng = np.random.default_rng(seed)
+    sigmas = [0.005, 0.01, 0.02, 0.04]
+    for k in range(n_frames):
+        atoms = bulk("Cu", "fcc", a=rng.uniform(3.59, 3.63), cubic=True).repeat(2)
+        sigma = sigmas[k % len(sigmas)]
+        atoms.positions += rng.normal(scale=sigma, size=atoms.positions.shape)
+        atoms.calc = EMT()
+        labelled = atoms.copy()
+        labelled.calc = SinglePointCalculator(
+            labelled, energy=atoms.get_potential_energy(), forces=atoms.get_forces(), stress=atoms.get_stress()
+        )
+        labelled.info["displacement_sigma_A"] = sigma
+        yield labelled
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-o", "--output", required=True)
     parser.add_argument("--frames", type=int, default=300)
+    parser.add_argument("--near-lattice", type=int, default=200, help="near-ideal cells after the MD frames")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    ase.io.write(args.output, list(tqdm(frames(args.frames, args.seed), total=args.frames, desc="frames")))
+    data = list(tqdm(frames(args.frames, args.seed), total=args.frames, desc="frames"))
+    data += list(near_lattice_frames(args.near_lattice, args.seed + 1))
+    ase.io.write(args.output, data)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,20 @@ v_i = 0 at the start. An interaction block sums messages from neighbors j:
 with φ = Dense(F) SiLU Dense(3F) on nodes and filters W = Dense(sin(nπr/r_c)/r) · f_cut(r).
 An update block mixes the channels of each atom through linear maps U, V of v:
 
-    a = Dense(SiLU(Dense([s, ‖V v‖])))            split into a_vv, a_sv, a_ss
+    a = Dense(SiLU(Dense([s, ‖V v‖_ε])))          split into a_vv, a_sv, a_ss
     Δv = a_vv ∘ (U v),   Δs = a_ss + a_sv ∘ ⟨U v, V v⟩
+
+Smoothness: the paper's ‖V v‖ has a corner wherever a channel passes through zero,
+and by symmetry that happens at every symmetric geometry (the vectors of a C2v
+molecule's central atom, of every atom of an ideal crystal, vanish there). Harmonic
+frequencies, phonons and spectra are second derivatives, so the norm is replaced by
+
+    ‖w‖_ε = sqrt(‖w‖² + ε²),    ε = ``norm_softening`` (default 1)
+
+which is C∞ in w: ≈ ε + ‖w‖²/(2ε) near zero, ≈ ‖w‖ for ‖w‖ ≫ ε, with second
+derivative at most 1/ε. The usual ε = 1e-4 (sqrt(1e-8)) only keeps the gradient
+finite; its curvature of 1e4 per feature unit is a near-corner that shows up as
+spikes of d²E/dx² and force constants that depend on the finite-difference step.
 
 Speed and memory: φ is evaluated per atom and gathered per edge; the v_j term is
 skipped in the first block, where v = 0; for large graphs the message step
@@ -24,11 +36,6 @@ import torch
 from torch import nn
 
 from ..nn import MLP, CosineCutoff, SineRBF
-
-# ‖V v‖ is evaluated at v = 0 (every atom before the first message, isolated atoms);
-# the epsilon keeps its gradient finite there.
-_NORM_EPS = 1e-8
-
 
 def _messages(phi, v, filters, unit, receiver, sender):
     """Δs_i, Δv_i summed over edges j -> i (see the module docstring); v None means v = 0."""
@@ -121,16 +128,17 @@ class PaiNNInteraction(nn.Module):
 class PaiNNUpdate(nn.Module):
     """Update block: couples scalars and vectors within each atom."""
 
-    def __init__(self, n_features: int):
+    def __init__(self, n_features: int, norm_softening: float = 1.0):
         super().__init__()
         self.n_features = n_features
+        self.softening_squared = float(norm_softening) ** 2
         self.uv = nn.Linear(n_features, 2 * n_features, bias=False)
         self.mix = MLP([2 * n_features, n_features, 3 * n_features])
 
     def forward(self, s, v):
         F = self.n_features
         u, w = torch.split(self.uv(v), F, dim=-1)  # U v and V v, (n, 3, F) each
-        w_norm = torch.sqrt((w * w).sum(dim=1) + _NORM_EPS)
+        w_norm = torch.sqrt((w * w).sum(dim=1) + self.softening_squared)  # ‖V v‖_ε, smooth
         a = self.mix(torch.cat([s, w_norm], dim=-1))
         a_vv, a_sv, a_ss = torch.split(a, F, dim=-1)
         s = s + a_ss + a_sv * (u * w).sum(dim=1)
@@ -150,6 +158,10 @@ class PaiNN(nn.Module):
         low_memory_edges: above this many edges the message step saves only per-atom
             and radial tensors for backward (:class:`LowMemoryMessages`): the same
             numbers, a fraction of the memory, ~10 % more time.
+        norm_softening: ε of the smooth vector norm sqrt(‖V v‖² + ε²) in the update
+            block (feature units, > 0). The default 1 keeps the potential surface C∞
+            with bounded curvature; 1e-4 reproduces the original near-corner (files
+            written before this option load with it).
     """
 
     n_features: int
@@ -163,10 +175,13 @@ class PaiNN(nn.Module):
         n_interactions: int = 3,
         n_rbf: int = 20,
         low_memory_edges: int = 50_000,
+        norm_softening: float = 1.0,
     ):
         super().__init__()
         if n_features < 1 or n_interactions < 1 or n_rbf < 1:
             raise ValueError("n_features, n_interactions and n_rbf must be positive")
+        if not norm_softening > 0:
+            raise ValueError(f"norm_softening must be positive, got {norm_softening}")
         self.n_features = n_features
         self.n_interactions = n_interactions
         self.low_memory_edges = low_memory_edges
@@ -178,7 +193,7 @@ class PaiNN(nn.Module):
         bound = 1.0 / n_rbf**0.5  # nn.Linear's bias initialisation
         self.filter_bias = nn.Parameter(torch.empty(n_interactions * 3 * n_features).uniform_(-bound, bound))
         self.interactions = nn.ModuleList(PaiNNInteraction(n_features) for _ in range(n_interactions))
-        self.updates = nn.ModuleList(PaiNNUpdate(n_features) for _ in range(n_interactions))
+        self.updates = nn.ModuleList(PaiNNUpdate(n_features, norm_softening) for _ in range(n_interactions))
 
     def forward(self, species, edge_index, vectors, lengths):
         receiver, sender = edge_index[0], edge_index[1]
