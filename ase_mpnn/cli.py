@@ -90,11 +90,11 @@ def _eval(args: argparse.Namespace) -> int:
             raise ValueError(f"{args.model} has no saved split: evaluate without --split")
         indices = split[args.split]
         if max(indices, default=-1) >= len(dataset):
-            raise ValueError(f"the saved split does not fit {args.data} ({len(dataset)} structures)")
+            raise ValueError(f"the saved split does not fit {' + '.join(args.data)} ({len(dataset)} structures)")
         dataset = dataset.subset(indices)
         what = f"the model's {args.split} split"
     predicted, reference = predict_dataset(model, dataset, args.batch_size)
-    print(f"{args.model} on {args.data} ({len(dataset)} structures, {what})")
+    print(f"{args.model} on {' + '.join(args.data)} ({len(dataset)} structures, {what})")
     print(format_metrics(error_metrics(predicted, reference)))
     if args.plot:
         parity_plot(predicted, reference, args.plot)
@@ -325,7 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("eval", help="errors of a model on labelled data")
     evaluate.add_argument("model")
-    evaluate.add_argument("data", help="extxyz or ASE .db with reference labels")
+    evaluate.add_argument("data", nargs="+",
+                          help="extxyz or ASE .db files with reference labels (several are concatenated, "
+                               "in the order the model was trained on them, for --split)")
     evaluate.add_argument("--index", default=":", help="frames to use, ase.io syntax (default all)")
     evaluate.add_argument("--split", choices=["train", "validation", "test"],
                           help="use only the frames of this split saved in the model file")

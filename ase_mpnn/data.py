@@ -94,12 +94,26 @@ def _shaped(label: str, value: np.ndarray, atoms: Atoms, where: str) -> np.ndarr
     return value
 
 
-def read_dataset(path: str | os.PathLike, keys: dict[str, str] | None = None, index: str = ":") -> Dataset:
-    """Read labelled structures from an ase.io file or an ASE database (``*.db``).
+def read_dataset(
+    path: str | os.PathLike | Sequence[str | os.PathLike],
+    keys: dict[str, str] | None = None,
+    index: str = ":",
+) -> Dataset:
+    """Read labelled structures from ase.io files or ASE databases (``*.db``).
 
-    ``keys`` maps our labels (energy, forces, stress, dipole, polarizability) to the
-    names used in the file; unknown labels are an error.
+    ``path`` is one file or a list of files, read in order and concatenated (frame
+    k of the result counts across the files). ``keys`` maps our labels (energy,
+    forces, stress, dipole, polarizability) to the names used in the files; unknown
+    labels are an error.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        paths = list(path)
+        if not paths:
+            raise DataError("no data files given")
+        parts = [read_dataset(p, keys, index) for p in paths]
+        samples = [s for part in parts for s in part.samples]
+        return Dataset(samples, " + ".join(part.source for part in parts), parts[0].keys)
+
     import ase.db
     import ase.io
 

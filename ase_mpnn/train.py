@@ -54,7 +54,7 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 class TrainConfig:
     """Everything a training run needs; ``ase-mpnn train`` reads it from YAML."""
 
-    data: str  # extxyz (or any ase.io format) or ASE .db file
+    data: str | list  # extxyz (or any ase.io format) or ASE .db file, or a list of them (concatenated)
     output: str = "model.pt"
     workdir: str | None = None  # checkpoints, metrics.csv, plots; default: OUTPUT without suffix + ".run"
     architecture: str = "painn"
@@ -101,7 +101,8 @@ class TrainConfig:
             raise ValueError(f"{path}: expected a mapping of config keys")
         config = cls.from_dict(values)
         base = Path(path).parent  # relative paths in the config are relative to it
-        config.data = str(base / config.data)
+        config.data = (str(base / config.data) if isinstance(config.data, str)
+                       else [str(base / p) for p in config.data])
         config.output = str(base / config.output)
         if config.workdir is not None:
             config.workdir = str(base / config.workdir)
@@ -185,14 +186,14 @@ def prepare(config: TrainConfig) -> tuple[Dataset, list[np.ndarray], list[int]]:
     for label, weight in config.loss_weights.items():
         if weight and dataset.count(label) == 0:
             raise DataError(
-                f"{config.data}: the loss asks for {label} (weight {weight}) but no frame has it; "
+                f"{dataset.source}: the loss asks for {label} (weight {weight}) but no frame has it; "
                 f"set loss_weights.{label}: 0 or map its key with keys.{label}"
             )
     species = sorted(set(symbols2numbers(config.species or dataset.elements)))
     missing = sorted(set(dataset.elements) - set(species))
     if missing:
         raise DataError(
-            f"{config.data}: element(s) {[chemical_symbols[z] for z in missing]} are in the data but not in "
+            f"{dataset.source}: element(s) {[chemical_symbols[z] for z in missing]} are in the data but not in "
             f"species {[chemical_symbols[z] for z in species]}"
         )
     splits = split_indices(len(dataset), config.split, config.seed)
@@ -367,7 +368,8 @@ def _finish(config, model, dataset, train_idx, val_idx, test_idx, state, progres
     """Test-set metrics, the model file with its metadata, a learning-curve plot."""
     test_metrics = error_metrics(*predict_dataset(model, dataset.subset(test_idx))) if len(test_idx) else {}
     metadata = {
-        "data": os.path.basename(config.data),
+        "data": (os.path.basename(config.data) if isinstance(config.data, str)
+                 else [os.path.basename(p) for p in config.data]),
         "split": {"train": train_idx.tolist(), "validation": val_idx.tolist(), "test": test_idx.tolist(),
                   "seed": config.seed, "fractions": list(config.split)},
         "training": {k: v for k, v in dataclasses.asdict(config).items() if k not in ("data", "output", "workdir")},

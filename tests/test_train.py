@@ -160,3 +160,26 @@ def test_frames_without_a_label_are_left_out_of_its_loss(tmp_path):
     expected = out["dipole"][1::2].double() - torch.as_tensor(np.array([frames[k].get_dipole_moment() for k in (1, 3, 5)]))
     torch.testing.assert_close(errors["dipole"], expected)
     train(config(tmp_path, data=str(path), split=[0.5, 0.5, 0.0], max_epochs=2), progress=False)  # trains
+
+
+def test_several_data_files_are_concatenated_in_order(tmp_path, capsys):
+    """``data:`` may list files (e.g. MD frames plus near-minimum frames); the split and
+    ``eval --split`` count frames across them in that order."""
+    frames = ase.io.read(DATA, ":")
+    ase.io.write(tmp_path / "a.extxyz", frames[:12])
+    ase.io.write(tmp_path / "b.extxyz", frames[12:20])
+    both = read_dataset([tmp_path / "a.extxyz", tmp_path / "b.extxyz"])
+    assert len(both) == 20 and "a.extxyz" in both.source and "b.extxyz" in both.source
+    np.testing.assert_allclose(both.samples[15].labels["forces"], frames[15].get_forces())
+    (tmp_path / "config.yaml").write_text(
+        "data: [a.extxyz, b.extxyz]\noutput: model.pt\ncutoff: 4.0\nmax_epochs: 1\nbatch_size: 10\n"
+        "split: [0.5, 0.25, 0.25]\nhyperparameters: {n_features: 8, n_interactions: 1}\n"
+    )
+    assert main(["train", str(tmp_path / "config.yaml")]) == 0
+    assert ase_mpnn.read_header(tmp_path / "model.pt")["metadata"]["data"] == ["a.extxyz", "b.extxyz"]
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "model.pt"), str(tmp_path / "a.extxyz"), str(tmp_path / "b.extxyz"),
+                 "--split", "test"]) == 0
+    assert "(5 structures, the model's test split)" in capsys.readouterr().out
+    with pytest.raises(DataError, match="no data files"):
+        read_dataset([])
