@@ -37,6 +37,11 @@ which makes α anisotropic and equivariant without vector features.
 
 Default sizes for water (2 elements, r_c = 5 Å): 2 × 12 radial + 3 × 3 × 3 × 2 angular
 = 78 descriptors per atom.
+
+Smoothness: the angular terms (1 ± cos θ)^ζ use integer ζ = 1, 2, 4, ... (repeated
+squaring), polynomials in cos θ that stay smooth where 1 ± cos θ reaches zero (linear
+arrangements); a non-integer ζ would have a cusp there. With Gaussians, tanh/SiLU and
+the cosine cutoff the surface is C∞ away from the cutoff (``tests/test_smoothness.py``).
 """
 
 from __future__ import annotations

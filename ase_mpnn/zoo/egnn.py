@@ -28,6 +28,11 @@ positions through edge vectors only (translation invariance), h through lengths 
 dot products (rotation/reflection invariance), v and t through e_ij (equivariance).
 The first linear layer of φ_e is split into per-atom parts W_i h_i + W_j h_j (computed
 once per atom and gathered) plus a per-edge part, the same function at lower cost.
+
+Smoothness: distances enter as ‖e_ij‖² (a polynomial) and through the Gaussian RBF of
+r_ij, the coordinate, vector and tensor updates are polynomials in e_ij times C∞
+functions of the messages; there is no ‖·‖ of a vector that can vanish. The surface is
+C∞ away from the cutoff (``tests/test_smoothness.py``).
 """
 
 from __future__ import annotations

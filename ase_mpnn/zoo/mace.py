@@ -18,6 +18,11 @@ Outputs: MACE sums energy contributions of every layer, so s = Σ_t W^s_t h_t[0e
 v = Σ_t W^v_t h_t[1o] (per-layer linear read-outs, Cartesian xyz: e3nn 0.6's 1o basis
 is x, y, z). The last layer also contracts to C × 2e, read out to 1 × 0e + 1 × 2e and
 turned into a symmetric 3×3 tensor t (per-atom polarizability contribution).
+
+Smoothness: the symmetric contraction is a polynomial in A, the interaction a tensor
+product with radial weights from a SiLU MLP, the read-outs linear maps: C∞ in the edge
+vectors (no norms of equivariant features). The surface is C∞ away from the cutoff
+(``tests/test_smoothness.py``).
 """
 
 from __future__ import annotations

@@ -12,6 +12,11 @@ dipole comes from partial charges (μ = Σ q_i r_i) and its polarizability from 
 isotropic per-atom term plus the bond term Σ b(s_i) f_c(r_ij) r̂_ij ⊗ r̂_ij of
 :mod:`ase_mpnn.heads`: both rotate correctly (μ → Rμ, α → RαRᵀ) and do not change
 under translation of a neutral structure.
+
+Smoothness: every operation is C∞ for distances r > 0 (Gaussian radial basis, shifted
+softplus, products and sums); the cosine cutoff is C¹ at r_c only, so the surface is C∞
+away from the cutoff and harmonic and spectroscopic second derivatives are exact limits
+(``tests/test_smoothness.py``).
 """
 
 from __future__ import annotations

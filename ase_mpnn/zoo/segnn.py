@@ -21,6 +21,10 @@ the neighbor sum divided by a constant N̄ (not a mean) keeps it smooth too.
 
 Outputs: s = W_s h[0e] (n, F) with F the number of 0e channels, v = W_v h[1o] (n, 3, F)
 (e3nn 0.6's 1o basis is Cartesian x, y, z), t = Q · W_t h[0e + 2e] (n, 3, 3) symmetric.
+
+Smoothness: steerable layers are tensor products with Y(r̂) (C∞ for r > 0) and gates that
+scale ℓ > 0 channels by sigmoids of scalars, never by a norm of a feature that can
+vanish. The surface is C∞ away from the cutoff (``tests/test_smoothness.py``).
 """
 
 from __future__ import annotations

@@ -34,6 +34,11 @@ float32 and converted would keep float32-rounded couplings (equivariance errors 
 All such constants are restored from float64 values after every ``.to()`` and
 ``load_state_dict`` (:func:`~ase_mpnn.nn.e3nn_utils.restore_exact_constants_`).
 The convolution helpers here are shared with :mod:`.nequip`.
+
+Smoothness: the features enter only through linear maps, Clebsch–Gordan products and
+gates that multiply ℓ > 0 channels by SiLU/sigmoid of scalars: polynomials and C∞
+functions of the edge vectors, with no norm of a feature that can vanish; Y(r̂) is C∞
+for r > 0. The surface is C∞ away from the cutoff (``tests/test_smoothness.py``).
 """
 
 from __future__ import annotations
