@@ -210,7 +210,8 @@ def _harmonic(args: argparse.Namespace) -> int:
     from .spectra.harmonic import harmonic_report
 
     print(harmonic_report(args.structure, args.model, optimize=not args.no_optimize, fmax=args.fmax,
-                          delta=args.delta, device=args.device, dtype=args.dtype, workdir=args.workdir))
+                          delta=args.delta, device=args.device, dtype=args.dtype, workdir=args.workdir,
+                          reference=args.reference))
     return 0
 
 
@@ -313,8 +314,11 @@ def build_parser() -> argparse.ArgumentParser:
     harmonic.add_argument("--model", required=True)
     harmonic.add_argument("--no-optimize", action="store_true", help="do not relax the structure first")
     harmonic.add_argument("--fmax", type=float, default=1e-4, help="relaxation threshold, eV/Å (default 1e-4)")
-    harmonic.add_argument("--delta", type=float, default=0.01, help="finite-difference step, Å (default 0.01)")
+    harmonic.add_argument("--delta", type=float, default=1e-3,
+                          help="finite-difference step, Å (default 1e-3: the δ → 0 limit)")
     harmonic.add_argument("--workdir", help="keep the displacement cache here (default: temporary)")
+    harmonic.add_argument("--reference", help="JSON of reference harmonic numbers to print beside the model's "
+                                              "(e.g. data/water_b3lyp_harmonic.json)")
     harmonic.add_argument("--device", default="cpu")
     harmonic.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     harmonic.set_defaults(func=_harmonic)

@@ -24,15 +24,16 @@ Units and conventions
 * Frequencies in cm⁻¹; imaginary frequencies are stored as negative numbers and
   flagged in ``HarmonicResult.imaginary``.
 
-Finite-difference note: a step ``delta`` = 0.01 Å gives the rigid-rotation modes of a
-molecule frequencies of a few tens of cm⁻¹ (water with ``painn_water.pt``: up to
-≈ 48i cm⁻¹), real or imaginary. That is the O(delta²) error of central differences on
-anharmonic bonds, not a sign of a bad minimum; those modes are the ones dropped.
-``delta`` is also a resolution: a neural-network potential's curvature can vary on
-the 0.01 Å scale. For ``painn_water.pt`` (float64) delta = 0.01 Å gives 1610, 3776,
-3900 cm⁻¹, while delta → 0 (1e-4 Å) gives 1603, 3767, 3874 cm⁻¹ (IR intensities
-within 3 %, Raman activities within 1 %); MD at 100–300 K samples amplitudes of a few
-hundredths of an Å, closer to the 0.01 Å curvature.
+Finite-difference step: ``delta`` = 1e-3 Å by default, the physical limit δ → 0 to
+well under 0.1 cm⁻¹ (central differences err by O(δ²), and float64 round-off at
+1e-3 Å is ~1e-10 of a force constant). On a smooth surface the step hardly matters:
+1e-2 Å changes the frequencies of the shipped water models by < 1 cm⁻¹, and the
+B3LYP reference by < 0.01 cm⁻¹. A model whose frequencies move with the step has a
+corner in its surface (see :mod:`ase_mpnn.testing`). Larger steps give the dropped
+rigid-rotation modes of a molecule frequencies of a few tens of cm⁻¹ (the O(δ²)
+error on anharmonic bonds), not a sign of a bad minimum. A float32 model has force
+round-off ~1e-7 eV/Å, i.e. ~1e-4 eV/Å² at 1e-3 Å: harmless, but float64 (the default
+of ``harmonic_report``) is cleaner.
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ __all__ = [
     "HarmonicResult",
     "harmonic_analysis",
     "harmonic_report",
+    "load_reference",
+    "reference_table",
     "ir_intensity_km_mol",
     "normal_mode_sampling",
     "raman_invariants",
@@ -182,7 +185,7 @@ class HarmonicResult:
     static_dipole: np.ndarray | None = None
     static_polarizability: np.ndarray | None = None
     optimizer_steps: int = 0
-    delta: float = 0.01
+    delta: float = 1e-3
     nfree: int = 2
     notes: list[str] = field(default_factory=list)
 
@@ -417,7 +420,7 @@ def harmonic_analysis(
     *,
     optimize: bool = True,
     fmax: float = 1e-4,
-    delta: float = 0.01,
+    delta: float = 1e-3,
     nfree: int = 2,
     raman: bool = True,
     workdir: str | os.PathLike | None = None,
@@ -762,6 +765,56 @@ def normal_mode_sampling(
     return positions, velocities
 
 
+def load_reference(path: str | os.PathLike) -> dict[str, Any]:
+    """Per-mode reference numbers from a JSON file, as lists in mode order.
+
+    Accepted: the file written by ``md_examples/water_reference_harmonic.py`` (its
+    first ``finite_difference`` entry is used) or a flat JSON object with
+    ``frequencies_cm1`` and optionally ``ir_intensities_km_mol``,
+    ``raman_activities_A4_per_amu``, ``depolarization_ratios`` and ``level``.
+    """
+    import json
+
+    data = json.loads(Path(path).read_text())
+    level = data.get("level", str(path))
+    if "finite_difference" in data:
+        data = data["finite_difference"][0]
+    if "frequencies_cm1" not in data:
+        raise ValueError(f"{path}: no 'frequencies_cm1' in the reference file")
+    return {"level": level, **data}
+
+
+def reference_table(result: HarmonicResult, reference: dict[str, Any]) -> str:
+    """Markdown table of the model's harmonic numbers beside a reference, mode by mode.
+
+    Differences: Δν in cm⁻¹, IR and Raman in % of the reference, ρ absolute.
+    ``reference`` is a dict as returned by :func:`load_reference`.
+    """
+    ref_nu = np.asarray(reference["frequencies_cm1"], float)
+    if len(ref_nu) != result.n_modes:
+        raise ValueError(f"the reference has {len(ref_nu)} modes, the structure {result.n_modes}")
+    columns = [
+        ("ν (cm⁻¹)", result.frequencies_cm1, ref_nu, "abs", ".1f"),
+        ("IR (km/mol)", result.ir_intensities_km_mol, reference.get("ir_intensities_km_mol"), "rel", ".2f"),
+        ("Raman (Å⁴/amu)", result.raman_activities, reference.get("raman_activities_A4_per_amu"), "rel", ".2f"),
+        ("ρ", result.depolarization_ratios, reference.get("depolarization_ratios"), "abs", ".3f"),
+    ]
+    columns = [c for c in columns if c[1] is not None and c[2] is not None]
+    head = ["mode"] + [f"{name} {who}" for name, *_ in columns for who in ("model", "reference", "Δ")]
+    lines = [f"Against {reference.get('level', 'the reference')}:", "",
+             "| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]
+    for k in range(result.n_modes):
+        cells = [str(k + 1)]
+        for _, model, ref, kind, spec in columns:
+            m, r = float(model[k]), float(np.asarray(ref, float)[k])
+            diff = f"{m - r:+.1f}" if spec == ".1f" else f"{m - r:+.3f}"
+            if kind == "rel":
+                diff = f"{100 * (m - r) / r:+.1f} %" if r else "–"
+            cells += [format(m, spec), format(r, spec), diff]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------------------
 # Report
 # --------------------------------------------------------------------------------------
@@ -808,13 +861,14 @@ def harmonic_report(
     *,
     optimize: bool = True,
     fmax: float = 1e-4,
-    delta: float = 0.01,
+    delta: float = 1e-3,
     nfree: int = 2,
     raman: bool = True,
     workdir: str | os.PathLike | None = None,
     index: int | str = -1,
     device: str = "cpu",
     dtype: str | None = "float64",
+    reference: str | os.PathLike | None = None,
 ) -> str:
     """Run :func:`harmonic_analysis` with a model file and return a printable report.
 
@@ -832,6 +886,8 @@ def harmonic_report(
         device: torch device for the model.
         dtype: "float64" (default: finite-difference Hessians want double precision),
             "float32", or None for the model file's own dtype.
+        reference: a JSON file of reference harmonic numbers (:func:`load_reference`):
+            adds a table of the model beside it, mode by mode.
 
     Returns:
         The report as a string (markdown table included). CLI parsing lives elsewhere.
@@ -878,4 +934,6 @@ def harmonic_report(
     lines.extend(_geometry_summary(result.atoms))
     lines.append("")
     lines.append(result.table())
+    if reference is not None:
+        lines += ["", reference_table(result, load_reference(reference))]
     return "\n".join(lines)
