@@ -42,6 +42,7 @@ class Sample:
     atoms: Atoms
     labels: dict[str, np.ndarray]
     pairs: PairList | None = None  # neighbor list at the model's cutoff, filled by attach_neighbors
+    weight: float = 1.0  # the frame's weight in every loss term (see set_frame_weights)
 
 
 @dataclass
@@ -63,6 +64,27 @@ class Dataset:
     @property
     def elements(self) -> list[int]:
         return sorted({int(z) for s in self.samples for z in s.atoms.numbers})
+
+    def set_frame_weights(self, key: str, weights: dict[str, float]) -> None:
+        """Weight each frame's loss terms by ``weights[atoms.info[key]]`` (others: 1).
+
+        E.g. ``key="sampling"``, ``weights={"normal-modes": 5}`` makes frames near a
+        minimum count five times as much as MD frames (MACE calls this a config-type
+        weight). A value in ``weights`` that no frame carries is an error: it is
+        almost always a typo that would silently leave every weight at 1.
+        """
+        found = set()
+        for s in self.samples:
+            value = s.atoms.info.get(key)
+            s.weight = 1.0
+            if value is not None and str(value) in weights:
+                s.weight = float(weights[str(value)])
+                found.add(str(value))
+        missing = sorted(set(weights) - found)
+        if missing:
+            seen = sorted({str(s.atoms.info[key]) for s in self.samples if key in s.atoms.info})
+            raise DataError(f"{self.source}: no frame has info[{key!r}] in {missing} "
+                            f"(values present: {seen or 'none'})")
 
     def attach_neighbors(self, cutoff: float) -> None:
         """Compute each frame's neighbor list once (positions never change in training)."""
@@ -184,6 +206,7 @@ class Batch:
     labels: dict[str, torch.Tensor]  # per graph (energy, stress, dipole, polarizability) or per atom (forces)
     masks: dict[str, torch.Tensor]  # (n_graphs,) bool: the structure has this label
     n_atoms: torch.Tensor  # (n_graphs,) atoms per structure
+    weights: torch.Tensor | None = None  # (n_graphs,) float64 frame weights in the loss
 
 
 def make_batch(samples: Sequence[Sample], cutoff: float, dtype: torch.dtype, device: str | torch.device) -> Batch:
@@ -205,7 +228,8 @@ def make_batch(samples: Sequence[Sample], cutoff: float, dtype: torch.dtype, dev
         labels[label] = torch.as_tensor(stacked, dtype=torch.float64, device=device)
         masks[label] = torch.as_tensor(have, device=device)
     n_atoms = torch.as_tensor([len(a) for a in structures], device=device)
-    return Batch(graph, labels, masks, n_atoms)
+    weights = torch.as_tensor([s.weight for s in samples], dtype=torch.float64, device=device)
+    return Batch(graph, labels, masks, n_atoms, weights)
 
 
 def iterate_batches(

@@ -9,7 +9,8 @@ weights, after the epoch).
 
 Losses (each over the frames that have the label, weights in ``loss_weights``):
 energy per atom, force components, stress, dipole and polarizability components, all
-mean squared errors. The model that is saved is the EMA of the weights with the best
+mean squared errors; with ``frame_weights`` each frame's errors count by its weight
+(a weighted mean, so equal weights give the plain one). The model that is saved is the EMA of the weights with the best
 validation loss.
 
 Every epoch writes ``workdir/checkpoint.pt`` (model, EMA, optimizer, scheduler, RNG,
@@ -78,6 +79,8 @@ class TrainConfig:
     clip_grad_norm: float = 10.0
     early_stopping_patience: int = 50
     loss_weights: dict = field(default_factory=lambda: {"energy": 1.0, "forces": 1.0})
+    frame_weight_key: str = "config_type"  # info key whose value selects a frame's weight
+    frame_weights: dict = field(default_factory=dict)  # value of that key -> weight (others 1)
     dtype: str = "float32"
     device: str = "cpu"
 
@@ -116,6 +119,9 @@ class TrainConfig:
             raise ValueError(f"schedule must be 'plateau' or 'cosine', got {self.schedule!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {list(DTYPES)}, got {self.dtype!r}")
+        for value, weight in self.frame_weights.items():
+            if not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight > 0):
+                raise ValueError(f"frame_weights.{value} must be a positive number, got {weight!r}")
         if self.batch_size < 1 or self.max_epochs < 0:
             raise ValueError("batch_size must be ≥ 1 and max_epochs ≥ 0")
 
@@ -142,6 +148,24 @@ def residuals(out: dict[str, torch.Tensor], batch, labels) -> dict[str, torch.Te
         if bool(mask.any()):
             result[label] = pred[mask] - ref[mask]
     return result
+
+
+def mean_squared(errors: dict[str, torch.Tensor], batch) -> dict[str, torch.Tensor]:
+    """Per label, the frame-weighted mean of the squared errors of :func:`residuals`.
+
+    Each row of an error tensor belongs to one frame (one atom's force row to its
+    frame); rows count by their frame's weight, the components of a row equally.
+    """
+    terms = {}
+    for label, d in errors.items():
+        rows = d.reshape(d.shape[0], -1).pow(2).mean(dim=1)
+        mask = batch.masks[label]
+        w = batch.weights
+        if label == "forces":
+            mask, w = mask[batch.graph.batch], w[batch.graph.batch]
+        w = w[mask]
+        terms[label] = (w * rows).sum() / w.sum()
+    return terms
 
 
 def weighted_loss(terms: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
@@ -196,6 +220,8 @@ def prepare(config: TrainConfig) -> tuple[Dataset, list[np.ndarray], list[int]]:
             f"{dataset.source}: element(s) {[chemical_symbols[z] for z in missing]} are in the data but not in "
             f"species {[chemical_symbols[z] for z in species]}"
         )
+    if config.frame_weights:
+        dataset.set_frame_weights(config.frame_weight_key, {str(k): v for k, v in config.frame_weights.items()})
     splits = split_indices(len(dataset), config.split, config.seed)
     dataset.attach_neighbors(config.cutoff)
     return dataset, splits, species
@@ -268,7 +294,7 @@ def train(config: TrainConfig, progress: bool = True) -> AtomisticModel:
             props = properties if all(s.atoms.pbc.all() for s in shard) else properties - {"stress"}
             out = model(batch.graph, props, create_graph=True)
             errors = residuals(out, batch, weights)
-            loss = weighted_loss({k: d.pow(2).mean() for k, d in errors.items()}, weights)
+            loss = weighted_loss(mean_squared(errors, batch), weights)
             for label, d in errors.items():
                 d = d.detach()
                 sums = train_errors.setdefault(label, [0.0, 0.0, 0])

@@ -5,7 +5,7 @@ strained, heated 32-atom cells) exercises periodic training and stress without a
 quantum-chemistry code. Frames come from Langevin MD at several temperatures in cells
 scaled by random isotropic and shear strains up to ±3 %. Then ``--near-lattice``
 cells close to the ideal crystal (a = 3.59–3.63 Å, Gaussian displacements of
-0.005–0.04 Å per coordinate): force constants and phonons are the curvature at the
+0.01–0.05 Å per coordinate, ``info["sampling"] = "near-lattice"``): force constants and phonons are the curvature at the
 ideal lattice, which the heated frames sample only sparsely.
 
     python md_examples/make_copper_data.py -o data/copper_emt.extxyz
@@ -50,7 +50,7 @@ def frames(n_frames: int, seed: int):
 def near_lattice_frames(n_frames: int, seed: int):
     """Ideal fcc cells, slightly scaled, with small random displacements (EMT labels)."""
     rng = np.random.default_rng(seed)
-    sigmas = [0.005, 0.01, 0.02, 0.04]
+    sigmas = [0.01, 0.02, 0.03, 0.05]
     for k in range(n_frames):
         atoms = bulk("Cu", "fcc", a=rng.uniform(3.59, 3.63), cubic=True).repeat(2)
         sigma = sigmas[k % len(sigmas)]
@@ -61,6 +61,7 @@ def near_lattice_frames(n_frames: int, seed: int):
             labelled, energy=atoms.get_potential_energy(), forces=atoms.get_forces(), stress=atoms.get_stress()
         )
         labelled.info["displacement_sigma_A"] = sigma
+        labelled.info["sampling"] = "near-lattice"
         yield labelled
 
 
@@ -68,7 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-o", "--output", required=True)
     parser.add_argument("--frames", type=int, default=300)
-    parser.add_argument("--near-lattice", type=int, default=200, help="near-ideal cells after the MD frames")
+    parser.add_argument("--near-lattice", type=int, default=400, help="near-ideal cells after the MD frames")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     data = list(tqdm(frames(args.frames, args.seed), total=args.frames, desc="frames"))

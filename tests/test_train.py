@@ -183,3 +183,34 @@ def test_several_data_files_are_concatenated_in_order(tmp_path, capsys):
     assert "(5 structures, the model's test split)" in capsys.readouterr().out
     with pytest.raises(DataError, match="no data files"):
         read_dataset([])
+
+
+def test_frame_weights_count_frames_in_every_loss_term(tmp_path):
+    """``frame_weights`` by an info key: a weighted mean of squared errors (weight 1 for
+    every frame gives the plain mean); weight 3 counts a frame as three copies."""
+    from ase_mpnn.data import make_batch
+    from ase_mpnn.train import mean_squared, residuals
+
+    data = read_dataset(DATA)
+    for k, s in enumerate(data.samples[:6]):
+        s.atoms.info["sampling"] = "near" if k < 2 else "md"
+    subset = data.subset(range(6))
+    subset.set_frame_weights("sampling", {"near": 3.0})
+    assert [s.weight for s in subset.samples] == [3.0, 3.0, 1.0, 1.0, 1.0, 1.0]
+    model = ase_mpnn.build_model("painn", ["H", "O"], cutoff=4.0, n_features=8, n_interactions=1).double()
+    batch = make_batch(subset.samples, 4.0, torch.float64, "cpu")
+    out = model(batch.graph, ("energy", "forces", "dipole"))
+    errors = residuals(out, batch, ("energy", "forces", "dipole"))
+    weighted = mean_squared(errors, batch)
+    copies = subset.samples[:2] * 3 + subset.samples[2:]
+    for s in copies:  # the same Sample objects: each copy counts once
+        s.weight = 1.0
+    plain_batch = make_batch(copies, 4.0, torch.float64, "cpu")
+    plain = residuals(model(plain_batch.graph, ("energy", "forces", "dipole")), plain_batch,
+                      ("energy", "forces", "dipole"))
+    for label in ("energy", "forces", "dipole"):
+        assert weighted[label].item() == pytest.approx(plain[label].pow(2).mean().item(), rel=1e-12)
+    with pytest.raises(DataError, match="no frame has info"):
+        subset.set_frame_weights("sampling", {"nearr": 2.0})
+    with pytest.raises(ValueError, match="positive"):
+        config(tmp_path, frame_weights={"near": -1}).validate()
