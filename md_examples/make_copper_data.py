@@ -69,7 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-o", "--output", required=True)
     parser.add_argument("--frames", type=int, default=300)
-    parser.add_argument("--near-lattice", type=int, default=400, help="near-ideal cells after the MD frames")
+    parser.add_argument("--near-lattice", type=int, default=200, help="near-ideal cells after the MD frames")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     data = list(tqdm(frames(args.frames, args.seed), total=args.frames, desc="frames"))
