@@ -44,7 +44,7 @@ from tqdm import tqdm
 
 from .data import LABELS, DataError, Dataset, fit_atomic_energies, iterate_batches, make_batch, read_dataset, split_indices
 from .evaluate import error_metrics, format_metrics, predict_dataset
-from .io import save_model
+from .io import load_model, save_model
 from .potential import AtomisticModel
 from .zoo import build_model
 
@@ -79,6 +79,7 @@ class TrainConfig:
     clip_grad_norm: float = 10.0
     early_stopping_patience: int = 50
     loss_weights: dict = field(default_factory=lambda: {"energy": 1.0, "forces": 1.0})
+    init_from: str | None = None  # start from this model file's weights (fine-tuning; same architecture)
     frame_weight_key: str = "config_type"  # info key whose value selects a frame's weight
     frame_weights: dict = field(default_factory=dict)  # value of that key -> weight (others 1)
     dtype: str = "float32"
@@ -109,6 +110,8 @@ class TrainConfig:
         config.output = str(base / config.output)
         if config.workdir is not None:
             config.workdir = str(base / config.workdir)
+        if config.init_from is not None:
+            config.init_from = str(base / config.init_from)
         return config
 
     def validate(self) -> None:
@@ -230,6 +233,8 @@ def prepare(config: TrainConfig) -> tuple[Dataset, list[np.ndarray], list[int]]:
 def _initial_model(config: TrainConfig, train_set: Dataset, species: list[int]) -> AtomisticModel:
     torch.manual_seed(config.seed)
     model = build_model(config.architecture, species, cutoff=config.cutoff, **config.hyperparameters)
+    if config.init_from:
+        return _fine_tuning_start(config, model)
     e0 = fit_atomic_energies(train_set, model.species)
     forces = [s.labels["forces"] for s in train_set.samples if "forces" in s.labels]
     if forces:  # interaction energies scaled so initial forces have the data's size
@@ -243,6 +248,24 @@ def _initial_model(config: TrainConfig, train_set: Dataset, species: list[int]) 
     with torch.no_grad():
         model.atomic_energies.copy_(torch.as_tensor(e0))
         model.energy_scale.fill_(scale if scale > 0 else 1.0)
+    return model.to(device=config.device, dtype=DTYPES[config.dtype])
+
+
+def _fine_tuning_start(config: TrainConfig, model: AtomisticModel) -> AtomisticModel:
+    """``model`` with the weights, reference energies and scale of ``config.init_from``.
+
+    The file must hold the same architecture, hyperparameters, elements and cutoff as
+    the config describes: fine-tuning continues that model on new data.
+    """
+    start = load_model(config.init_from, dtype=torch.float64)
+    mine, theirs = model.config, start.config
+    different = sorted(k for k in ("architecture", "species", "cutoff", "hyperparameters")
+                       if mine.get(k) != theirs.get(k))
+    if different:
+        details = "; ".join(f"{k}: config {mine.get(k)!r}, file {theirs.get(k)!r}" for k in different)
+        raise ValueError(f"init_from {config.init_from}: the model differs from the config ({details}); "
+                         "set the config's architecture, hyperparameters, species and cutoff to the file's")
+    model.load_state_dict(start.state_dict())
     return model.to(device=config.device, dtype=DTYPES[config.dtype])
 
 

@@ -4,7 +4,7 @@ EMT is cheap and built into ASE, so this data set (energies, forces and stresses
 strained, heated 32-atom cells) exercises periodic training and stress without a
 quantum-chemistry code. Frames come from Langevin MD at several temperatures in cells
 scaled by random isotropic and shear strains up to ±3 %. Then ``--near-lattice``
-cells close to the ideal crystal (a = 3.59–3.63 Å, Gaussian displacements of
+108-atom cells close to the ideal crystal (a = 3.59–3.63 Å, Gaussian displacements of
 0.01–0.05 Å per coordinate, ``info["sampling"] = "near-lattice"``): force constants and phonons are the curvature at the
 ideal lattice, which the heated frames sample only sparsely.
 
@@ -52,7 +52,11 @@ def near_lattice_frames(n_frames: int, seed: int):
     rng = np.random.default_rng(seed)
     sigmas = [0.01, 0.02, 0.03, 0.05]
     for k in range(n_frames):
-        atoms = bulk("Cu", "fcc", a=rng.uniform(3.59, 3.63), cubic=True).repeat(2)
+        # 108 atoms: a 2-layer model with a 4.5 Å cutoff sees 9 Å, more than half the
+        # 7.2 Å of a 32-atom cell, so in 32-atom cells a displaced atom also feels its
+        # own displaced images; force constants learned there do not carry over to
+        # larger cells (phonon supercells). 3×3×3 cells (10.8 Å) have no such coupling.
+        atoms = bulk("Cu", "fcc", a=rng.uniform(3.59, 3.63), cubic=True).repeat(3)
         sigma = sigmas[k % len(sigmas)]
         atoms.positions += rng.normal(scale=sigma, size=atoms.positions.shape)
         atoms.calc = EMT()
@@ -69,7 +73,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-o", "--output", required=True)
     parser.add_argument("--frames", type=int, default=300)
-    parser.add_argument("--near-lattice", type=int, default=200, help="near-ideal cells after the MD frames")
+    parser.add_argument("--near-lattice", type=int, default=100, help="near-ideal 108-atom cells after the MD frames")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     data = list(tqdm(frames(args.frames, args.seed), total=args.frames, desc="frames"))

@@ -214,3 +214,19 @@ def test_frame_weights_count_frames_in_every_loss_term(tmp_path):
         subset.set_frame_weights("sampling", {"nearr": 2.0})
     with pytest.raises(ValueError, match="positive"):
         config(tmp_path, frame_weights={"near": -1}).validate()
+
+
+def test_init_from_starts_from_the_file_and_refuses_another_architecture(tmp_path):
+    """Fine-tuning: ``init_from`` loads the weights, reference energies and scale of a
+    model file of the same architecture; a different one is refused before training."""
+    base = train(config(tmp_path, output=str(tmp_path / "base.pt"), max_epochs=2), progress=False)
+    start = train(config(tmp_path, output=str(tmp_path / "same.pt"), workdir=str(tmp_path / "w0"),
+                         init_from=str(tmp_path / "base.pt"), max_epochs=0), progress=False)
+    assert_same(weights(start), weights(ase_mpnn.load_model(tmp_path / "base.pt", dtype=torch.float64)))
+    tuned = train(config(tmp_path, output=str(tmp_path / "tuned.pt"), workdir=str(tmp_path / "w1"),
+                         init_from=str(tmp_path / "base.pt"), max_epochs=1, lr=1e-3), progress=False)
+    assert tuned.atomic_energies.tolist() == base.atomic_energies.tolist()
+    with pytest.raises(ValueError, match="differs from the config"):
+        train(config(tmp_path, output=str(tmp_path / "x.pt"), workdir=str(tmp_path / "w2"),
+                     init_from=str(tmp_path / "base.pt"),
+                     hyperparameters={"n_features": 16, "n_interactions": 1, "n_rbf": 6}), progress=False)
