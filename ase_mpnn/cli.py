@@ -198,10 +198,20 @@ def _spectrum(args: argparse.Namespace) -> int:
     chosen = {"ir": args.ir, "raman": args.raman, "power": args.power}
     if not any(chosen.values()):
         chosen = {"ir": True, "raman": True, "power": True}
+    if args.predict == "always" and not args.model:
+        raise ValueError("--predict always needs --model")
+    try:
+        keys = json.loads(args.keys) if args.keys else None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--keys must be JSON, e.g. '{{\"dipole\": \"REF_dipole\"}}': {err}") from None
+    loading = dict(dt_fs=args.dt, model=args.model, predict=args.predict, keys=keys, format=args.format,
+                   pbc=False if args.no_pbc else None, extras_units=args.ipi_extras_units, device=args.device,
+                   dtype=args.dtype, batch_size=args.batch_size, max_edges=args.max_edges, cache_dir=args.cache,
+                   progress=not args.no_progress)
     report = write_spectra(args.records, args.output, temperature_K=args.temperature, max_lag_fs=args.max_lag,
                            window=None if args.window == "none" else args.window,
                            quantum_correction=args.quantum_correction, laser_wavenumber_cm1=args.laser,
-                           xlim=tuple(args.range), reference=parse_reference(args.reference), **chosen)
+                           xlim=tuple(args.range), reference=parse_reference(args.reference), **chosen, **loading)
     print(report.text)
     return 0
 
@@ -288,9 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
     rpmd.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     rpmd.set_defaults(func=_rpmd)
 
-    spectrum = sub.add_parser("spectrum", help="IR, Raman and power spectra of MD records (CSV, PNG, peak tables)")
-    spectrum.add_argument("records", nargs="+", help="recorder HDF5 files (ase-mpnn md / rpmd) or RPMD .npz; "
-                          "several are independent trajectories, averaged with a standard error")
+    spectrum = sub.add_parser("spectrum", help="IR, Raman and power spectra of MD trajectories (CSV, PNG, peak tables)")
+    spectrum.add_argument("records", nargs="+", help="recorder HDF5 files (ase-mpnn md / rpmd), RPMD .npz, ASE .traj, "
+                          "extxyz or any ase.io trajectory, or an i-PI run's input .xml; several are independent "
+                          "trajectories, averaged with a standard error")
     spectrum.add_argument("--ir", action="store_true", help="IR absorption (needs dipoles)")
     spectrum.add_argument("--raman", action="store_true", help="Raman, polarized and depolarized (polarizabilities)")
     spectrum.add_argument("--power", action="store_true", help="vibrational density of states (velocities)")
@@ -306,6 +317,26 @@ def build_parser() -> argparse.ArgumentParser:
     spectrum.add_argument("--range", type=float, nargs=2, default=[0.0, 4500.0], metavar=("LO", "HI"),
                           help="cm⁻¹ range of plots and peak tables (default 0 4500)")
     spectrum.add_argument("--reference", nargs="+", help="'water' (experimental gas-phase bands) or positions in cm⁻¹")
+    spectrum.add_argument("--dt", type=float, help="time between frames in fs (MD time step × writing interval), for "
+                          "files that do not store it (extxyz, .traj not written by ASE's dynamics)")
+    spectrum.add_argument("--model", help="model file: predicts the dipoles/polarizabilities that files lack")
+    spectrum.add_argument("--predict", default="missing", choices=["missing", "always"],
+                          help="with --model: predict only what files lack (default) or always (replace theirs)")
+    spectrum.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="of the predictions")
+    spectrum.add_argument("--device", default="cpu", help="of the predictions (e.g. cuda)")
+    spectrum.add_argument("--batch-size", type=int, help="most frames (× beads) per model call (default 2048)")
+    spectrum.add_argument("--max-edges", type=int, help="most graph edges per model call, at least one frame "
+                          "(default 1500 on a CPU: cache-sized batches are fastest; 200000 on a GPU)")
+    spectrum.add_argument("--cache", metavar="DIR", help="keep predictions in DIR: the next spectrum of the same "
+                          "trajectory with the same model reads them instead of predicting again")
+    spectrum.add_argument("--keys", help='JSON: where ASE files keep the series, e.g. \'{"dipole": "REF_dipole", '
+                          '"time": "t_fs"}\' (defaults: dipole, polarizability, time_fs)')
+    spectrum.add_argument("--format", help="ase.io format of the files, when the extension does not tell it")
+    spectrum.add_argument("--no-pbc", action="store_true", help="treat the systems as isolated (no unwrapping, "
+                          "non-periodic predictions): for a molecule in an i-PI box")
+    spectrum.add_argument("--ipi-extras-units", default="atomic", choices=["atomic", "ase"],
+                          help="units of i-PI dipole/polarizability extras (ipi-client --extras-units; default atomic)")
+    spectrum.add_argument("--no-progress", action="store_true", help="no progress bar while predicting")
     spectrum.set_defaults(func=_spectrum)
 
     harmonic = sub.add_parser("harmonic", help="harmonic frequencies, IR (km/mol) and Raman intensities "

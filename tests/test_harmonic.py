@@ -486,11 +486,16 @@ def test_water_model_sampling(water):
     com = m @ pos / m.sum()
     np.testing.assert_allclose(np.sum(m[:, None] * np.cross(pos - com, vel), axis=0), 0, atol=1e-14)
     np.testing.assert_allclose(com, m @ result.atoms.positions / m.sum(), atol=1e-12)
+    # The potential energy equals the harmonic one up to anharmonic (cubic) terms, which
+    # grow like the amplitude, √T: ≈ 2 % of the energy at 50 K for the O–H stretches of a
+    # model whose curvature is B3LYP's, ≈ 0.6 % at 5 K, where it is checked.
+    pos, vel = normal_mode_sampling(result, 5.0, seed=5)
+    q, _ = mode_coordinates(result, pos, vel)
     atoms = result.atoms.copy()
     atoms.calc = calc
     atoms.positions = pos
     harmonic = 0.5 * np.sum(omega**2 * q**2)
-    assert atoms.get_potential_energy() - result.energy == pytest.approx(harmonic, rel=0.02)
+    assert atoms.get_potential_energy() - result.energy == pytest.approx(harmonic, rel=0.01)
 
 
 def test_harmonic_report(tmp_path):
@@ -501,4 +506,4 @@ def test_harmonic_report(tmp_path):
     rows = [line for line in report.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert len(rows) == 3
     freqs = [float(r.split("|")[2]) for r in rows]
-    np.testing.assert_allclose(freqs, [1610, 3776, 3900], atol=5)
+    np.testing.assert_allclose(freqs, [1618.7, 3793.6, 3903.4], atol=5)  # B3LYP/aug-cc-pVDZ

@@ -5,9 +5,14 @@
     print(peak_table(find_peaks(ir, lo=1000, hi=4200), WATER_GAS_FUNDAMENTALS))
     print(ir.km_per_mol(1400, 1800), "km/mol")
 
+    ir = ir_spectrum_from_file("md.traj", model="models/painn_water.pt")  # any trajectory
+
 Modules: :mod:`.correlation` (ACFs, lag windows, spectral densities),
 :mod:`.lineshapes` (IR, Raman, VDOS, :class:`Spectrum`), :mod:`.quantum` (quantum
-correction factors), :mod:`.sources` (recorder HDF5 / RPMD npz files), :mod:`.peaks`,
+correction factors), :mod:`.sources` (time series from files: recorder HDF5, RPMD npz,
+ASE trajectories, extxyz, i-PI runs), :mod:`.trajectories` (readers of ASE and i-PI files,
+unwrapping of periodic positions), :mod:`.prediction` (dipoles and polarizabilities of a
+trajectory from a model, in batches, cached), :mod:`.peaks`,
 :mod:`.plot`, :mod:`.harmonic` (harmonic frequencies, IR/Raman intensities and
 normal-mode sampling through ``ase.vibrations``), :mod:`.report` (files for
 ``ase-mpnn spectrum``).
@@ -25,18 +30,28 @@ from .lineshapes import (
     raman_scattering_factor,
     raman_spectrum,
 )
-from .harmonic import HarmonicResult, harmonic_analysis, harmonic_report, normal_mode_sampling
+from .harmonic import (
+    HarmonicResult,
+    harmonic_analysis,
+    harmonic_report,
+    load_reference,
+    normal_mode_sampling,
+    reference_table,
+)
 from .peaks import WATER_GAS_FUNDAMENTALS, Peak, find_peaks, peak_table
 from .plot import plot_spectra
 from .quantum import absorption_multiplier, correction_factor, reduced_frequency
+from .prediction import predict_series
 from .sources import (
     MissingSeriesError,
     ir_spectrum_from_file,
+    load_all,
     load_series,
     power_spectrum_from_file,
     raman_spectrum_from_file,
     uniform_dt,
 )
+from .trajectories import TrajectoryError, UnwrapError, unwrap_positions
 from .report import SpectraReport, write_spectra
 
 __all__ = [
@@ -48,6 +63,8 @@ __all__ = [
     "RamanSpectra",
     "SpectraReport",
     "Spectrum",
+    "TrajectoryError",
+    "UnwrapError",
     "absorption_multiplier",
     "autocorrelation",
     "average_spectra",
@@ -57,20 +74,25 @@ __all__ = [
     "find_peaks",
     "harmonic_analysis",
     "harmonic_report",
+    "load_reference",
+    "reference_table",
     "ir_spectrum",
     "ir_spectrum_from_file",
     "lag_window",
+    "load_all",
     "load_series",
     "normal_mode_sampling",
     "peak_table",
     "plot_spectra",
     "power_spectrum",
     "power_spectrum_from_file",
+    "predict_series",
     "raman_scattering_factor",
     "raman_spectrum",
     "raman_spectrum_from_file",
     "reduced_frequency",
     "spectral_density",
     "uniform_dt",
+    "unwrap_positions",
     "write_spectra",
 ]

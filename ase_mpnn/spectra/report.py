@@ -42,10 +42,11 @@ class SpectraReport:
     text: str = ""
 
 
-def record_temperature(paths: Sequence[PathLike | dict[str, Any]]) -> tuple[float | None, str]:
-    """Temperature of MD records: the RPMD run's ``temperature_K`` attribute, else the
-    mean kinetic temperature over all frames (a thermostatted or thermalised NVE run)."""
-    loaded = load_all(paths)
+def record_temperature(paths: Sequence[PathLike | dict[str, Any]], **options: Any) -> tuple[float | None, str]:
+    """Temperature of MD records: the run's thermostat temperature (RPMD attribute, ASE
+    trajectory description, i-PI ensemble), else the mean kinetic temperature over all
+    frames (a thermostatted or thermalised NVE run). ``options``: as :func:`load_all`."""
+    loaded = load_all(paths, **options)
     stated = {s["temperature_K"] for s in loaded}
     if None not in stated:
         if len(stated) > 1:
@@ -95,12 +96,14 @@ def write_spectra(
     xlim: tuple[float, float] = (0.0, 4500.0),
     reference: Mapping[str, float] | Sequence[float] | None = None,
     min_prominence: float = 0.02,
+    **load_options: Any,
 ) -> SpectraReport:
     """Compute the spectra of MD records and write CSV, PNG and a peak table next to ``prefix``.
 
     Args:
-        paths: recorder HDF5 files (or RPMD ``.npz``); several are independent
-            trajectories, averaged with a standard error.
+        paths: recorder HDF5 files, RPMD ``.npz``, ASE trajectories, extxyz files or i-PI
+            input files (see :func:`~ase_mpnn.spectra.sources.load_series`); several are
+            independent trajectories, averaged with a standard error.
         prefix: output path prefix, e.g. ``out/water`` → ``out/water_ir.csv``...
         ir, raman, power: which spectra (each needs dipole, polarizability, velocities
             or positions in the records; a missing series is an error).
@@ -112,6 +115,10 @@ def write_spectra(
         quantum_correction: "harmonic", "standard" or "schofield" for classical records.
         laser_wavenumber_cm1: weight Raman with the Stokes scattering factor.
         reference: band positions for the peak tables and plots (e.g. experiment).
+        load_options: how to read the files (``dt_fs``, ``model``, ``predict``, ``dtype``,
+            ``cache_dir``...: :data:`~ase_mpnn.spectra.sources.LOAD_OPTIONS`). A model
+            predicts only what the spectra asked for need (dipoles for IR,
+            polarizabilities for Raman) and the files lack.
     """
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     if not (ir or raman or power):
@@ -119,7 +126,8 @@ def write_spectra(
     prefix = os.fspath(prefix)
     os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
     report = SpectraReport()
-    loaded = load_all(paths)  # read once; every spectrum below uses these series
+    load_options.setdefault("properties", tuple(p for p, on in (("dipole", ir), ("polarizability", raman)) if on))
+    loaded = load_all(paths, **load_options)  # read once; every spectrum below uses these series
     report.kubo = any(s["kubo"] for s in loaded)
     if temperature_K is None:
         temperature_K, source = record_temperature(loaded)
@@ -135,6 +143,10 @@ def write_spectra(
              + (" (RPMD: Kubo-transformed, no quantum correction)" if report.kubo else ""),
              f"temperature: {temperature_K:.1f} K ({report.temperature_source})" if temperature_K is not None
              else "temperature: unknown (IR as a line shape in arbitrary units)"]
+    for series in loaded:
+        predicted = [name for name, origin in series.get("sources", {}).items() if origin == "model"]
+        if predicted:
+            lines.append(f"{' and '.join(predicted)} of {series['path']} predicted by {series['model']}")
     tables: list[str] = []
     common = {"max_lag_fs": max_lag_fs, "window": window}
 
