@@ -175,8 +175,26 @@ def weighted_loss(terms: dict[str, torch.Tensor], weights: dict[str, float]) -> 
     return sum(weights[k] * v for k, v in terms.items())
 
 
-def validation_loss(predicted: dict, reference: dict, weights: dict[str, float]) -> float:
-    return float(sum(w * np.mean((predicted[k] - reference[k]) ** 2) for k, w in weights.items() if w and k in predicted))
+def validation_loss(predicted: dict, reference: dict, weights: dict[str, float],
+                    dataset: Dataset | None = None) -> float:
+    """The training objective on ``predict_dataset`` output: with ``dataset``, rows count
+    by their frame's weight as in :func:`mean_squared` (so the best epoch is chosen by
+    the loss that is trained, not by a few unweighted outliers)."""
+    total = 0.0
+    for k, w in weights.items():
+        if not w or k not in predicted:
+            continue
+        rows = ((predicted[k] - reference[k]) ** 2).reshape(len(predicted[k]), -1).mean(axis=1)
+        row_weights = _row_weights(dataset, k) if dataset is not None else np.ones(len(rows))
+        total += w * float(np.sum(row_weights * rows) / np.sum(row_weights))
+    return total
+
+
+def _row_weights(dataset: Dataset, label: str) -> np.ndarray:
+    """Frame weights per row of ``predict_dataset``'s arrays for ``label`` (same order)."""
+    rows = [np.full(len(s.atoms) if label == "forces" else 1, s.weight)
+            for s in dataset.samples if label in s.labels]
+    return np.concatenate(rows)
 
 
 # ----------------------------------------------------------------------- the loop ---
@@ -337,7 +355,7 @@ def train(config: TrainConfig, progress: bool = True) -> AtomisticModel:
             train_losses.append(loss.item())
 
         predicted, reference = predict_dataset(ema, val_set)
-        val_loss = validation_loss(predicted, reference, weights)
+        val_loss = validation_loss(predicted, reference, weights, val_set)
         if config.schedule == "plateau":
             scheduler.step(val_loss)
         else:
