@@ -7,11 +7,14 @@
 property on the training batches (as the epoch went) and on the validation set (EMA
 weights, after the epoch).
 
+The saved model is the EMA of the weights at the epoch with the best validation loss
+(``keep: best``) or at the last epoch (``keep: last``, for a fine-tuning run whose
+validation set is dominated by frames it is not meant to improve).
+
 Losses (each over the frames that have the label, weights in ``loss_weights``):
 energy per atom, force components, stress, dipole and polarizability components, all
 mean squared errors; with ``frame_weights`` each frame's errors count by its weight
-(a weighted mean, so equal weights give the plain one). The model that is saved is the EMA of the weights with the best
-validation loss.
+(a weighted mean, so equal weights give the plain one).
 
 Every epoch writes ``workdir/checkpoint.pt`` (model, EMA, optimizer, scheduler, RNG,
 epoch, history) atomically, so a killed run loses at most the epoch in progress;
@@ -80,6 +83,7 @@ class TrainConfig:
     early_stopping_patience: int = 50
     loss_weights: dict = field(default_factory=lambda: {"energy": 1.0, "forces": 1.0})
     init_from: str | None = None  # start from this model file's weights (fine-tuning; same architecture)
+    keep: str = "best"  # save the EMA weights of the "best" validation epoch, or of the "last" one
     frame_weight_key: str = "config_type"  # info key whose value selects a frame's weight
     frame_weights: dict = field(default_factory=dict)  # value of that key -> weight (others 1)
     dtype: str = "float32"
@@ -118,6 +122,8 @@ class TrainConfig:
         unknown = set(self.loss_weights) - set(LABELS)
         if unknown:
             raise ValueError(f"unknown loss weight(s) {sorted(unknown)}; labels are {list(LABELS)}")
+        if self.keep not in ("best", "last"):
+            raise ValueError(f"keep must be 'best' or 'last', got {self.keep!r}")
         if self.schedule not in ("plateau", "cosine"):
             raise ValueError(f"schedule must be 'plateau' or 'cosine', got {self.schedule!r}")
         if self.dtype not in DTYPES:
@@ -381,7 +387,8 @@ def train(config: TrainConfig, progress: bool = True) -> AtomisticModel:
         bar.set_postfix(train=f"{row['train_loss']:.3g}", val=f"{val_loss:.3g}", lr=f"{row['lr']:.2g}")
     bar.close()
 
-    ema.load_state_dict(best_weights)
+    if config.keep == "best":
+        ema.load_state_dict(best_weights)
     if rank == 0:
         _finish(config, ema, dataset, train_idx, val_idx, rest[0] if rest else np.array([], int), state, progress)
     return ema

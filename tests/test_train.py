@@ -230,3 +230,16 @@ def test_init_from_starts_from_the_file_and_refuses_another_architecture(tmp_pat
         train(config(tmp_path, output=str(tmp_path / "x.pt"), workdir=str(tmp_path / "w2"),
                      init_from=str(tmp_path / "base.pt"),
                      hyperparameters={"n_features": 16, "n_interactions": 1, "n_rbf": 6}), progress=False)
+
+
+@pytest.mark.parametrize("keep", ["best", "last"])
+def test_keep_best_or_last_epoch(tmp_path, keep):
+    """``keep: last`` saves the final EMA weights, ``keep: best`` those of the best epoch."""
+    cfg = config(tmp_path, max_epochs=3, keep=keep, workdir=str(tmp_path / "run"))
+    model = train(cfg, progress=False)
+    saved = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    expected = saved["ema"] if keep == "last" else saved["best_weights"]
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(value.numpy(), expected[key].numpy(), err_msg=key)
+    with pytest.raises(ValueError, match="keep"):
+        config(tmp_path, keep="first").validate()
