@@ -16,10 +16,13 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "md_examples"
 
 def test_copper_recipe(tmp_path):
     out = tmp_path / "cu.extxyz"
-    subprocess.run([sys.executable, str(EXAMPLES / "make_copper_data.py"), "-o", str(out), "--frames", "3"], check=True)
+    subprocess.run([sys.executable, str(EXAMPLES / "make_copper_data.py"), "-o", str(out), "--frames", "3",
+                    "--near-lattice", "2"], check=True)
     data = read_dataset(out)
-    assert len(data) == 3 and data.count("stress") == 3 and data.count("forces") == 3
+    assert len(data) == 5 and data.count("stress") == 5 and data.count("forces") == 5
     assert data.samples[0].atoms.pbc.all() and len(data.samples[0].atoms) == 32
+    near = data.samples[3].atoms
+    assert len(near) == 108 and near.info["sampling"] == "near-lattice"
 
 
 @pytest.mark.slow
