@@ -455,7 +455,9 @@ def _finish(config, model, dataset, train_idx, val_idx, test_idx, state, progres
     save_model(model, config.output, metadata=metadata)
     learning_curve(state["history"], config.run_dir / "learning_curve.png")
     if progress:
-        print(f"saved {config.output} (best epoch {state['best_epoch']} of {state['epoch']}, "
+        kept = (f"best epoch {state['best_epoch']}" if config.keep == "best"
+                else f"last epoch; best validation at epoch {state['best_epoch']}")
+        print(f"saved {config.output} ({kept} of {state['epoch']}, "
               f"{state['seconds'] / 60:.1f} min)")
         if test_metrics:
             print("test set:\n" + format_metrics(test_metrics))
