@@ -29,7 +29,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from ase import units
 from ase.build import molecule
 from ase.calculators.calculator import Calculator, all_changes
 from ase.optimize import BFGS

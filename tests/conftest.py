@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -90,3 +94,15 @@ def random_rotation(rng: np.random.Generator, reflect: bool = False) -> np.ndarr
     if reflect:
         q = q @ np.diag([1.0, 1.0, -1.0])
     return q
+
+
+def ipi_command() -> list[str]:
+    """The command that starts an i-PI server with this interpreter (skips without i-PI)."""
+    pytest.importorskip("ipi", reason="i-PI is not installed (pip install ipi, or the 'test' extra)")
+    script = Path(sys.executable).parent / "i-pi"
+    if not script.exists():
+        found = shutil.which("i-pi")
+        if found is None:
+            pytest.skip("the ipi package is installed but its i-pi script is not on PATH")
+        script = Path(found)
+    return [sys.executable, str(script)]

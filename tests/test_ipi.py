@@ -31,6 +31,8 @@ import ase_mpnn
 from ase_mpnn import MPNNCalculator
 from ase_mpnn.cli import main
 from ase_mpnn.md.ipi_client import IPIClient, IPIConnectionError, IPIProtocolError
+from ase_mpnn.spectra.trajectories import read_ipi_bin
+from conftest import ipi_command
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_WATER_MODEL = REPO / "models" / "painn_water.pt"
@@ -331,17 +333,6 @@ IPI_INPUT = """<simulation verbosity="low" sockets_prefix="{prefix}" floatformat
 """
 
 
-def ipi_command() -> list[str]:
-    pytest.importorskip("ipi", reason="i-PI is not installed (pip install ipi, or the 'test' extra)")
-    script = Path(sys.executable).parent / "i-pi"
-    if not script.exists():
-        found = shutil.which("i-pi")
-        if found is None:
-            pytest.skip("the ipi package is installed but its i-pi script is not on PATH")
-        script = Path(found)
-    return [sys.executable, str(script)]
-
-
 def read_extras(path: Path) -> dict[int, np.ndarray]:
     """i-PI's extras trajectory: ' #EXTRAS(name)# Step: N' then the rows of numbers."""
     frames: dict[int, list] = {}
@@ -356,30 +347,9 @@ def read_extras(path: Path) -> dict[int, np.ndarray]:
 
 
 def read_bead_trajectory(path: Path) -> dict[int, Atoms]:
-    """i-PI's format="bin" trajectory (exact float64, Bohr) as Atoms in Å.
-
-    Each frame: cell h (9 f8), natoms (i8), positions (3N f8), len(names) (i8), the
-    names joined by '|' and then the title, both as 4-byte unicode; the title ends
-    with 'cell{unit}'.
-    """
-    raw = path.read_bytes()
-    frames, offset = {}, 0
-    while offset < len(raw):
-        h = np.frombuffer(raw, np.float64, 9, offset).reshape(3, 3)
-        natoms = int(np.frombuffer(raw, np.int64, 1, offset + 72)[0])
-        offset += 80
-        q = np.frombuffer(raw, np.float64, 3 * natoms, offset).reshape(natoms, 3)
-        offset += 24 * natoms
-        nchar = int(np.frombuffer(raw, np.int64, 1, offset)[0])
-        names = raw[offset + 8: offset + 8 + 4 * nchar].decode("utf-32-le").split("|")
-        offset += 8 + 4 * nchar
-        text = raw[offset: offset + 4 * 400].decode("utf-32-le", errors="replace")
-        title = text[: text.index("}", text.index("cell{")) + 1]
-        offset += 4 * len(title)
-        assert "positions{atomic_unit}" in title and "cell{atomic_unit}" in title, title
-        step = int(title.split("Step:")[1].split()[0])
-        frames[step] = Atoms(names, positions=q * Bohr, cell=h.T * Bohr, pbc=True)
-    return frames
+    """i-PI's format="bin" trajectory (exact float64) as Atoms in Å, by step."""
+    steps, names, positions, cells = read_ipi_bin(str(path))
+    return {step: Atoms(names, positions=q, cell=h, pbc=True) for step, q, h in zip(steps, positions, cells)}
 
 
 def test_real_ipi_rpmd_with_two_clients(tmp_path, socket_dir):

@@ -29,10 +29,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import uuid
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -45,6 +43,7 @@ from ase_mpnn.cli import main
 from ase_mpnn.md import RingPolymerMD, RingPolymerRecorder
 from ase_mpnn.md.ipi_client import IPIClient
 from ase_mpnn.md.rpmd import HBAR
+from conftest import ipi_command
 from ase_mpnn.spectra import ir_spectrum_from_file, load_series, raman_spectrum_from_file
 from ase_mpnn.spectra.harmonic import ir_intensity_km_mol
 
@@ -112,17 +111,6 @@ IPI_INPUT = """<simulation verbosity="low" sockets_prefix="{prefix}">
   </system>
 </simulation>
 """
-
-
-def ipi_command() -> list[str]:
-    pytest.importorskip("ipi", reason="i-PI is not installed (pip install ipi, or the 'test' extra)")
-    script = Path(sys.executable).parent / "i-pi"
-    if not script.exists():
-        found = shutil.which("i-pi")
-        if found is None:
-            pytest.skip("the ipi package is installed but its i-pi script is not on PATH")
-        script = Path(found)
-    return [sys.executable, str(script)]
 
 
 @pytest.fixture(scope="module")

@@ -470,7 +470,7 @@ def _read_ipi_trajectory(stem: str, fmt: str, path: str) -> dict[str, Any]:
     if not os.path.exists(file):
         raise TrajectoryError(f"{file} (named by {path}) does not exist: is the input file next to the run's output?")
     try:
-        reader = {"xyz": _ipi_xyz_frames, "bin": _ipi_bin_frames, "ase": _ipi_ase_frames}[fmt]
+        reader = {"xyz": _ipi_xyz_frames, "bin": read_ipi_bin, "ase": _ipi_ase_frames}[fmt]
         steps, names, positions, cells = reader(file)
     except TrajectoryError:
         raise
@@ -530,9 +530,12 @@ def _ipi_xyz_frames(file: str) -> tuple[list, list, list, list]:
     return steps, names or [], positions, cells
 
 
-def _ipi_bin_frames(file: str) -> tuple[list, list, list, list]:
-    """i-PI's ``bin``: h (9 f8, vectors as columns), N (i8), 3N f8, len(names) (i8), names
-    joined by '|' and the title (4-byte unicode each; the title ends with 'cell{unit}')."""
+def read_ipi_bin(file: str) -> tuple[list, list, list, list]:
+    """Frames of an i-PI ``format="bin"`` trajectory: (steps, names, positions Å, cells Å).
+
+    Each frame: h (9 f8, vectors as columns), N (i8), 3N f8, len(names) (i8), names
+    joined by '|' and the title (4-byte unicode each; the title ends with 'cell{unit}').
+    """
     raw = open(file, "rb").read()
     steps, positions, cells, names, offset = [], [], [], None, 0
     while offset < len(raw):
