@@ -61,12 +61,14 @@ def test_classical_ir_peaks_and_intensities_match_harmonic_analysis(water_nve):
     expected = harmonic.frequencies_cm1  # δ → 0
     omega_dt = expected * 2 * np.pi * units._c * 100 * TIMESTEP_FS * 1e-15
     verlet = expected * 2 * np.arcsin(omega_dt / 2) / omega_dt
+    print(f"IR peaks {np.round(positions, 1)} cm⁻¹; harmonic δ → 0 with the Verlet shift {np.round(verlet, 1)}")
     assert len(positions) == 3, positions
     np.testing.assert_allclose(positions, verlet, atol=5.0)
 
     # Each band integrated between the midpoints of neighbouring harmonic frequencies.
     edges = [1000.0, 0.5 * (expected[0] + expected[1]), 0.5 * (expected[1] + expected[2]), 4500.0]
     bands = np.array([ir.km_per_mol(lo, hi) for lo, hi in zip(edges[:-1], edges[1:])])
+    print(f"bands {np.round(bands, 2)} km/mol; harmonic {np.round(harmonic.ir_intensities_km_mol, 2)}")
     np.testing.assert_allclose(bands, harmonic.ir_intensities_km_mol, rtol=0.05)
     # Nothing else in the spectrum: the three bands hold all the intensity up to 8000 cm⁻¹.
     assert ir.km_per_mol(100.0, 8000.0) == pytest.approx(bands.sum(), rel=0.02)
