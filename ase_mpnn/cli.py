@@ -1,4 +1,4 @@
-"""Command line: ``ase-mpnn`` with sub-commands.
+"""Command line: ase-mpnn with sub-commands.
 
     ase-mpnn create painn --species H O --cutoff 5 -o model.pt   untrained model file
     ase-mpnn info model.pt                                       what a model file holds
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Sequence
 
@@ -35,8 +36,22 @@ def _create(args: argparse.Namespace) -> int:
 def _info(args: argparse.Namespace) -> int:
     from . import read_header
 
-    print(json.dumps(read_header(args.model), indent=2, ensure_ascii=False))
+    header = read_header(args.model)
+    if not args.full:
+        header = summarize_header(header)
+    print(json.dumps(header, indent=2, ensure_ascii=False))
     return 0
+
+
+def summarize_header(header: dict) -> dict:
+    """The header with long index lists (the training split) replaced by their sizes."""
+    def shorten(value):
+        if isinstance(value, dict):
+            return {k: shorten(v) for k, v in value.items()}
+        if isinstance(value, list) and len(value) > 12 and all(isinstance(v, int) for v in value):
+            return f"{len(value)} indices ({value[0]}, {value[1]}, ..., {value[-1]}; --full lists them)"
+        return value
+    return shorten(header)
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -45,7 +60,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     from . import MPNNCalculator
 
-    calc = MPNNCalculator(args.model, device=args.device)
+    calc = MPNNCalculator(args.model, device=args.device, dtype=torch_dtype(args.dtype))
     structures = []
     for path in args.structures:
         structures.extend(ase.io.read(path, ":"))
@@ -137,22 +152,46 @@ def _md(args: argparse.Namespace) -> int:
 
     atoms = ase.io.read(args.structure)
     atoms.calc = MPNNCalculator(args.model, device=args.device, dtype=torch_dtype(args.dtype))
+    checkpoint = args.checkpoint or f"{args.output}.checkpoint.npz"
+    resuming = os.path.exists(checkpoint)
+    if not resuming:  # a resumed run takes its atoms and momenta from the checkpoint
+        start_md(atoms, args)
     if args.nve:
         dynamics = nve(atoms, timestep_fs=args.timestep)
     else:
         dynamics = langevin(atoms, args.temperature, args.timestep, args.friction, seed=args.seed)
-    checkpoint = args.checkpoint or f"{args.output}.checkpoint.npz"
-    resuming = os.path.exists(checkpoint)
     metadata = ({"ensemble": "NVE"} if args.nve else
                 {"ensemble": "NVT Langevin", "temperature_K": args.temperature, "friction_per_fs": args.friction})
     with MDRecorder(atoms, args.output, interval=args.interval, mode="a" if resuming else "w",
                     timestep_fs=args.timestep, metadata=metadata) as recorder:
         run_md(dynamics, args.steps, recorder, checkpoint_path=checkpoint,
-               checkpoint_interval=args.checkpoint_interval)
+               checkpoint_interval=args.checkpoint_interval, progress=not args.no_progress)
         frames = recorder.n_frames
     print(f"{args.output}: {frames} frames up to step {dynamics.nsteps}; checkpoint {checkpoint}"
           + (" (resumed)" if resuming else ""))
     return 0
+
+
+def start_md(atoms, args: argparse.Namespace) -> None:
+    """Velocities at the target temperature unless the file has momenta; then the
+    unrecorded equilibration (Langevin at --temperature, also before an NVE run)."""
+    import numpy as np
+
+    from .md import langevin
+    from .md.initial import has_momenta, thermalize
+
+    rng = np.random.default_rng([args.seed, 1])  # not the production thermostat's stream
+    if has_momenta(atoms):
+        print(f"{args.structure}: starting from the file's momenta ({atoms.get_temperature():.1f} K)")
+    else:
+        thermalize(atoms, args.temperature, rng)
+        print(f"{args.structure}: Maxwell-Boltzmann velocities at {args.temperature:g} K "
+              "(no net translation or rotation)")
+    if args.equilibrate:
+        friction = args.friction if args.friction > 0 else 0.01
+        langevin(atoms, args.temperature, args.timestep, friction, seed=rng).run(args.equilibrate)
+        print(f"equilibrated {args.equilibrate} steps ({args.equilibrate * args.timestep:g} fs, not recorded): "
+              f"{atoms.get_temperature():.1f} K")
 
 
 def _rpmd(args: argparse.Namespace) -> int:
@@ -231,28 +270,68 @@ def torch_dtype(name: str):
     return {"float32": torch.float32, "float64": torch.float64}[name]
 
 
+def add_device_dtype(parser: argparse.ArgumentParser, dtype: str) -> None:
+    """``--device`` and ``--dtype``; analysis commands default to float64, dynamics to float32."""
+    why = ("float64: finite differences and error statistics need the precision" if dtype == "float64"
+           else "float32: fast; use float64 for finite differences or long NVE")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default cpu; cuda needs a "
+                        "CUDA build of torch)")
+    parser.add_argument("--dtype", default=dtype, choices=["float32", "float64"],
+                        help=f"precision of the model evaluation (default {why})")
+
+
+def version_text() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from . import __version__
+
+    parts = [f"ase-mpnn {__version__}"]
+    for package in ("torch", "ase", "e3nn", "vesin"):
+        try:
+            parts.append(f"{package} {version(package)}")
+        except PackageNotFoundError:
+            parts.append(f"{package} missing")
+    return ", ".join(parts)
+
+
+TRAIN_EPILOG = """\
+The config is YAML; only 'data' is required. Every key, its default and what it does:
+models/recipes/reference.yaml. The shipped models' recipes are in models/recipes/.
+Re-running the same config resumes from WORKDIR/checkpoint.pt.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ase-mpnn", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    from .zoo import REPRESENTATIONS
+
+    parser = argparse.ArgumentParser(
+        prog="ase-mpnn", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Equivariant message-passing potentials in ASE: train, predict, MD, RPMD and "
+                    "vibrational spectra.",
+        epilog="examples:\n" + __doc__.split("\n\n", 1)[1].strip("\n").rstrip('"'))
+    parser.add_argument("--version", action="version", version=version_text())
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     create = sub.add_parser("create", help="write an untrained model file")
-    create.add_argument("architecture")
+    create.add_argument("architecture", choices=sorted(REPRESENTATIONS),
+                        help="one of: " + ", ".join(sorted(REPRESENTATIONS)))
     create.add_argument("--species", nargs="+", required=True, help="element symbols, e.g. H O")
     create.add_argument("--cutoff", type=float, default=5.0, help="radial cutoff in Å (default 5)")
     create.add_argument("--hyperparameters", help='JSON, e.g. \'{"n_features": 64}\'')
-    create.add_argument("-o", "--output", required=True)
+    create.add_argument("-o", "--output", required=True, help="model file to write (.pt)")
     create.set_defaults(func=_create)
 
     info = sub.add_parser("info", help="print a model file's header")
     info.add_argument("model")
+    info.add_argument("--full", action="store_true", help="list every index of the saved training split")
     info.set_defaults(func=_info)
 
     predict = sub.add_parser("predict", help="evaluate a model on structure files (any ase.io format)")
     predict.add_argument("model")
     predict.add_argument("structures", nargs="+")
     predict.add_argument("-o", "--output", help="write structures with predictions (extxyz)")
-    predict.add_argument("--batch-size", type=int, default=64)
-    predict.add_argument("--device", default="cpu")
+    predict.add_argument("--batch-size", type=int, default=64, help="structures per model call (default 64)")
+    add_device_dtype(predict, "float32")
     predict.set_defaults(func=_predict)
 
     md = sub.add_parser("md", help="Langevin (or NVE) MD with a model, recording observables to HDF5")
@@ -263,14 +342,17 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--timestep", type=float, default=0.5, help="fs (default 0.5)")
     md.add_argument("--friction", type=float, default=0.01, help="Langevin friction, 1/fs (default 0.01)")
     md.add_argument("--nve", action="store_true", help="velocity Verlet instead of Langevin")
-    md.add_argument("--seed", type=int, default=0)
+    md.add_argument("--equilibrate", type=int, default=0, metavar="STEPS",
+                    help="Langevin steps at --temperature before recording starts, not recorded (default 0). "
+                         "Velocities start at --temperature (Maxwell-Boltzmann) unless the file has momenta")
+    md.add_argument("--seed", type=int, default=0, help="seed of the thermostat noise and initial velocities")
     md.add_argument("-o", "--output", default="md.h5", help="HDF5 record (default md.h5)")
-    md.add_argument("--interval", type=int, default=1, help="record every N steps")
+    md.add_argument("--interval", type=int, default=1, help="record every N steps (default 1)")
     md.add_argument("--checkpoint", help="checkpoint file (default OUTPUT.checkpoint.npz); "
                     "if it exists the run resumes from it")
-    md.add_argument("--checkpoint-interval", type=int, default=1000)
-    md.add_argument("--device", default="cpu")
-    md.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    md.add_argument("--checkpoint-interval", type=int, default=1000, help="steps between checkpoints (default 1000)")
+    md.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_device_dtype(md, "float32")
     md.set_defaults(func=_md)
 
     rpmd = sub.add_parser("rpmd", help="ring-polymer MD with a model (all beads in one batched call), "
@@ -286,16 +368,15 @@ def build_parser() -> argparse.ArgumentParser:
     rpmd.add_argument("--tau", type=float, default=100.0, help="centroid thermostat time constant, fs (default 100)")
     rpmd.add_argument("--propagator", default="exact", choices=["exact", "cayley"],
                       help="free ring-polymer propagation (cayley: stable for large P·dt)")
-    rpmd.add_argument("--seed", type=int, default=0)
+    rpmd.add_argument("--seed", type=int, default=0, help="seed of the thermostat noise")
     rpmd.add_argument("-o", "--output", default="rpmd.h5", help="HDF5 record (default rpmd.h5)")
     rpmd.add_argument("--interval", type=int, default=4, help="record every N steps (default 4)")
     rpmd.add_argument("--record-beads", action="store_true", help="also record every bead's positions")
     rpmd.add_argument("--checkpoint", help="checkpoint file (default OUTPUT.checkpoint.npz); "
                       "if it exists the run resumes from it")
-    rpmd.add_argument("--checkpoint-interval", type=int, default=1000)
+    rpmd.add_argument("--checkpoint-interval", type=int, default=1000, help="steps between checkpoints (default 1000)")
     rpmd.add_argument("--no-progress", action="store_true", help="no progress bar")
-    rpmd.add_argument("--device", default="cpu")
-    rpmd.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    add_device_dtype(rpmd, "float32")
     rpmd.set_defaults(func=_rpmd)
 
     spectrum = sub.add_parser("spectrum", help="IR, Raman and power spectra of MD trajectories (CSV, PNG, peak tables)")
@@ -322,8 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     spectrum.add_argument("--model", help="model file: predicts the dipoles/polarizabilities that files lack")
     spectrum.add_argument("--predict", default="missing", choices=["missing", "always"],
                           help="with --model: predict only what files lack (default) or always (replace theirs)")
-    spectrum.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="of the predictions")
-    spectrum.add_argument("--device", default="cpu", help="of the predictions (e.g. cuda)")
+    add_device_dtype(spectrum, "float32")
     spectrum.add_argument("--batch-size", type=int, help="most frames (× beads) per model call (default 2048)")
     spectrum.add_argument("--max-edges", type=int, help="most graph edges per model call, at least one frame "
                           "(default 1500 on a CPU: cache-sized batches are fastest; 200000 on a GPU)")
@@ -350,12 +430,12 @@ def build_parser() -> argparse.ArgumentParser:
     harmonic.add_argument("--workdir", help="keep the displacement cache here (default: temporary)")
     harmonic.add_argument("--reference", help="JSON of reference harmonic numbers to print beside the model's "
                                               "(e.g. data/water_b3lyp_harmonic.json)")
-    harmonic.add_argument("--device", default="cpu")
-    harmonic.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    add_device_dtype(harmonic, "float64")
     harmonic.set_defaults(func=_harmonic)
 
-    train = sub.add_parser("train", help="train a model from a YAML config (resumes from its checkpoint)")
-    train.add_argument("config")
+    train = sub.add_parser("train", help="train a model from a YAML config (resumes from its checkpoint)",
+                           epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    train.add_argument("config", help="YAML training config (see below)")
     train.set_defaults(func=_train)
 
     evaluate = sub.add_parser("eval", help="errors of a model on labelled data")
@@ -368,9 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="use only the frames of this split saved in the model file")
     evaluate.add_argument("--keys", help='JSON label -> key map, e.g. \'{"energy": "E_dft"}\'')
     evaluate.add_argument("--plot", help="write a parity plot (PNG)")
-    evaluate.add_argument("--batch-size", type=int, default=32)
-    evaluate.add_argument("--dtype", default="float64", choices=["float32", "float64"])
-    evaluate.add_argument("--device", default="cpu")
+    evaluate.add_argument("--batch-size", type=int, default=32, help="structures per model call (default 32)")
+    add_device_dtype(evaluate, "float64")
     evaluate.set_defaults(func=_eval)
 
     ipi = sub.add_parser("ipi-client", help="serve an i-PI server's force requests (with dipole and "
@@ -383,8 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="i-PI's sockets_prefix: the socket file is PREFIX+NAME (default /tmp/ipi_)")
     ipi.add_argument("--structure", required=True,
                      help="structure file with the atoms in i-PI's order (atomic numbers, pbc, charge)")
-    ipi.add_argument("--device", default="cpu")
-    ipi.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    add_device_dtype(ipi, "float32")
     ipi.add_argument("--extras", nargs="*", default=["dipole", "polarizability"],
                      choices=["dipole", "polarizability"],
                      help="results sent as JSON extras (default both; none: empty extras)")
@@ -399,6 +477,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # A spinning OpenMP runtime (libgomp's default ACTIVE policy) makes training 3-4x
+    # slower on a machine with other work; torch's runtime reads this once, at import,
+    # which is why ase_mpnn imports torch lazily. An explicit setting wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

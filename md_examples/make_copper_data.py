@@ -9,6 +9,11 @@ scaled by random isotropic and shear strains up to ±3 %. Then ``--near-lattice`
 ideal lattice, which the heated frames sample only sparsely.
 
     python md_examples/make_copper_data.py -o data/copper_emt.extxyz
+    python md_examples/make_copper_data.py --strained-lattice 200 -o data/copper_emt_strained.extxyz
+
+The second file holds perfect cells under random strains up to ±1.5 % (stress only,
+``info["sampling"] = "strained-lattice"``): the elastic constants, which set the acoustic
+phonons near Γ.
 """
 
 from __future__ import annotations
@@ -69,13 +74,43 @@ def near_lattice_frames(n_frames: int, seed: int):
         yield labelled
 
 
+def strained_lattice_frames(n_frames: int, seed: int):
+    """Perfect fcc cells under random small strains (EMT energy and stress; forces vanish).
+
+    The slopes of the acoustic phonon branches near Γ are set by the elastic constants,
+    i.e. by the stress response to homogeneous strain. The heated MD frames carry that
+    response under thermal noise, and the near-lattice cells are only scaled isotropically,
+    so C11 − C12 and C44 would be pinned by noisy data alone. A perfect fcc crystal has
+    one atom per primitive cell and no internal relaxation: its stress under strain is the
+    elastic response itself, the same in any supercell.
+    """
+    rng = np.random.default_rng(seed)
+    for _ in range(n_frames):
+        atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(2)  # 32 atoms, all equivalent
+        strain = rng.uniform(-0.015, 0.015, (3, 3))
+        atoms.set_cell(atoms.cell.array @ (np.eye(3) + 0.5 * (strain + strain.T)), scale_atoms=True)
+        atoms.calc = EMT()
+        labelled = atoms.copy()
+        labelled.calc = SinglePointCalculator(
+            labelled, energy=atoms.get_potential_energy(), forces=atoms.get_forces(), stress=atoms.get_stress()
+        )
+        labelled.info["sampling"] = "strained-lattice"
+        yield labelled
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-o", "--output", required=True)
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--near-lattice", type=int, default=100, help="near-ideal 108-atom cells after the MD frames")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--strained-lattice", type=int, default=0, metavar="N",
+                        help="instead of the above, write N strained perfect 32-atom cells "
+                             "(data/copper_emt_strained.extxyz uses 200)")
     args = parser.parse_args()
+    if args.strained_lattice:
+        ase.io.write(args.output, list(strained_lattice_frames(args.strained_lattice, args.seed + 2)))
+        return
     data = list(tqdm(frames(args.frames, args.seed), total=args.frames, desc="frames"))
     data += list(near_lattice_frames(args.near_lattice, args.seed + 1))
     ase.io.write(args.output, data)
