@@ -15,23 +15,51 @@ Contract (the model code relies on every point of it):
 * ``i`` and ``j`` are ``np.int64`` arrays of shape ``(n_pairs,)`` and ``shifts``
   is ``np.int64`` of shape ``(n_pairs, 3)``. The order of the pairs is
   unspecified.
+
+Bounded work. Before building, :func:`estimate_neighbor_work` estimates from the
+number density how many pairs the list will hold and how many candidate pairs the
+cell-list search must examine (many periodic images when a cell is much thinner than
+the cutoff, e.g. a nearly singular one). Lists above :data:`DEFAULT_MAX_PAIRS` pairs
+(memory) or :data:`DEFAULT_MAX_CHECKS` candidate checks (time) are refused with the
+numbers instead of running for minutes or exhausting memory; the environment variables
+``ASE_MPNN_MAX_PAIRS`` and ``ASE_MPNN_MAX_PAIR_CHECKS`` (or the ``max_pairs`` and
+``max_checks`` arguments) raise the limits.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import threading
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import vesin
 
-__all__ = ["NeighborListError", "neighbor_list", "VerletNeighborList"]
+__all__ = [
+    "DEFAULT_MAX_CHECKS",
+    "DEFAULT_MAX_PAIRS",
+    "NeighborEstimate",
+    "NeighborListError",
+    "VerletNeighborList",
+    "estimate_neighbor_work",
+    "neighbor_list",
+]
 
 PairList = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 # Relative tolerance below which periodic cell vectors count as linearly dependent.
 _SINGULAR_TOL = 1e-10
+
+#: Most pairs a list may hold. The list costs ~40 bytes a pair (≈ 0.8 GB at the limit)
+#: and a model's forward and backward pass tens of times more per edge; a 12,288-atom
+#: water box at a 5.5 Å cutoff has ~1e6 pairs. Override: ``ASE_MPNN_MAX_PAIRS``.
+DEFAULT_MAX_PAIRS = 20_000_000
+#: Most candidate pairs the cell-list search may examine (vesin: ≈ 5 ns each, so ≈ 10 s).
+#: Override: ``ASE_MPNN_MAX_PAIR_CHECKS``.
+DEFAULT_MAX_CHECKS = 2_000_000_000
+_BYTES_PER_PAIR = 40  # i, j (int64) and shifts (3 × int64) of the returned list
 
 
 class NeighborListError(ValueError):
@@ -100,6 +128,149 @@ def _check_cell(cell: np.ndarray, pbc: np.ndarray) -> None:
     _valid_cells[key] = True
 
 
+@dataclass(frozen=True)
+class NeighborEstimate:
+    """What a neighbor list would cost, from the number density (an estimate, not a count).
+
+    Attributes:
+        pairs: expected pairs within the cutoff (memory of the list and of the model).
+        checks: candidate pairs the cell-list search examines (time).
+        images: periodic images of the cell within the cutoff (1 for a molecule).
+        widths: perpendicular widths (Å) of the periodic cell directions, in order.
+    """
+
+    pairs: float
+    checks: float
+    images: float
+    widths: tuple[float, ...]
+
+
+def estimate_neighbor_work(
+    positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray | Sequence[bool] | bool, cutoff: float
+) -> NeighborEstimate:
+    """Estimate the size and search cost of the neighbor list of a structure.
+
+    Periodic directions are described by the cell's perpendicular widths ``w``, the
+    others by the extent ``L`` of the positions across them (perpendicular to the
+    periodic vectors). Expected neighbors per atom: ``N · (4/3)π r³ / A · Π 1/max(L, 2r)``,
+    ``A`` the volume (area, length) of the periodic part; checks: ``N²`` times the
+    fraction of the (imaged) system a cell-list search with bins ≥ ``r`` visits, which
+    grows like ``2r/w`` per thin periodic direction.
+    """
+    positions = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
+    pbc = _as_pbc(pbc)
+    size, complement, widths = _cell_geometry(np.asarray(cell, dtype=np.float64), pbc)
+    n = len(positions)
+    r = float(cutoff)
+    extents = np.ptp(positions @ complement.T, axis=0) if n and len(complement) else np.zeros(len(complement))
+
+    neighbors = n * (4.0 / 3.0) * math.pi * r**3 / size
+    fraction = 1.0
+    for extent in extents:
+        neighbors /= max(float(extent), 2.0 * r)
+        fraction *= min(1.0, 3.0 * r / extent) if extent > 0 else 1.0
+    pairs = n * neighbors
+    if not pbc.any():
+        pairs = min(pairs, float(n) * (n - 1))
+
+    images = 1.0
+    for width in widths:
+        images *= 2 * math.ceil(r / width) + 1
+        bin_width = width / max(1, math.floor(width / r))
+        fraction *= (2 * math.ceil(r / bin_width) + 1) * bin_width / width
+    return NeighborEstimate(pairs=pairs, checks=float(n) * n * fraction, images=images, widths=widths)
+
+
+# MD keeps one cell for many steps: its geometry is computed once.
+_geometries: dict[bytes, tuple[float, np.ndarray, tuple[float, ...]]] = {}
+
+
+def _cell_geometry(cell: np.ndarray, pbc: np.ndarray) -> tuple[float, np.ndarray, tuple[float, ...]]:
+    """Volume (area, length) of the periodic part, unit vectors of the other directions, widths."""
+    key = cell.tobytes() + pbc.tobytes()
+    found = _geometries.get(key)
+    if found is not None:
+        return found
+    periodic = cell[pbc]
+    if len(periodic):
+        size = math.sqrt(max(float(np.linalg.det(periodic @ periodic.T)), 0.0))
+        # The non-periodic directions: the orthogonal complement of the periodic vectors.
+        complement = np.linalg.svd(periodic)[2][len(periodic):]
+    else:
+        size, complement = 1.0, np.eye(3)
+    widths = []
+    for k in range(len(periodic)):
+        others = np.delete(periodic, k, axis=0)
+        if len(others) == 0:
+            widths.append(float(np.linalg.norm(periodic[k])))
+        else:
+            # The part of vector k outside the span of the others: the spacing of lattice planes.
+            q = np.linalg.qr(others.T)[0]
+            widths.append(float(np.linalg.norm(periodic[k] - q @ (q.T @ periodic[k]))))
+    if len(_geometries) >= 64:
+        _geometries.clear()
+    found = _geometries[key] = (size, complement, tuple(widths))
+    return found
+
+
+def _limit(value: float | None, variable: str, default: float) -> float:
+    if value is None:
+        text = os.environ.get(variable)
+        if text is None:
+            return default
+        try:
+            value = float(text)
+        except ValueError:
+            raise NeighborListError(f"{variable}={text!r} is not a number: set it to a count, e.g. 1e8") from None
+    value = float(value)
+    if not value > 0:
+        raise NeighborListError(f"the limit {variable} must be a positive number, got {value}")
+    return value
+
+
+def _check_work(
+    positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float,
+    max_pairs: float | None, max_checks: float | None,
+) -> None:
+    """Refuse, with the numbers, a list that would not fit in memory or finish in seconds."""
+    estimate = estimate_neighbor_work(positions, cell, pbc, cutoff)
+    pair_limit = _limit(max_pairs, "ASE_MPNN_MAX_PAIRS", DEFAULT_MAX_PAIRS)
+    check_limit = _limit(max_checks, "ASE_MPNN_MAX_PAIR_CHECKS", DEFAULT_MAX_CHECKS)
+    widths = ", ".join(f"{w:.3g}" for w in estimate.widths)
+    geometry = (f"the periodic cell's perpendicular widths ({widths} Å) need {estimate.images:.2g} periodic images "
+                f"within the cutoff" if estimate.widths else "no periodic directions")
+    if estimate.pairs > pair_limit:
+        gigabytes = estimate.pairs * _BYTES_PER_PAIR / 1e9
+        raise NeighborListError(
+            f"neighbor list refused: about {estimate.pairs:.2g} pairs within the cutoff {cutoff:g} Å for "
+            f"{len(positions)} atoms ({gigabytes:.3g} GB for the list alone, far more in the model), above the "
+            f"limit of {pair_limit:.2g} pairs; {geometry}. Check the cutoff (a model file's?) and the cell; if this "
+            "is really meant, raise the limit with max_pairs=... or the environment variable ASE_MPNN_MAX_PAIRS."
+        )
+    if estimate.checks > check_limit:
+        raise NeighborListError(
+            f"neighbor list refused: about {estimate.checks:.2g} candidate pairs to examine for {len(positions)} "
+            f"atoms at the cutoff {cutoff:g} Å (limit {check_limit:.2g}, about 10 s); {geometry}. A cell much "
+            "thinner than the cutoff is usually a mistake (a nearly singular cell?): check atoms.cell. If this "
+            "is really meant, raise the limit with max_checks=... or ASE_MPNN_MAX_PAIR_CHECKS."
+        )
+
+
+def _search_cutoff(positions: np.ndarray, pbc: np.ndarray, cutoff: float) -> float:
+    """A cutoff with the same pairs that vesin handles fast.
+
+    Without periodic directions every pair is at most the bounding-box diagonal apart,
+    so a larger cutoff lists the same pairs; vesin's time grows like the cube of the
+    cutoff over the molecule's size (a 5000 Å cutoff on one water: minutes). Rounded
+    up to a power of two so the cache of vesin calculators stays small.
+    """
+    if pbc.any() or len(positions) == 0:
+        return cutoff
+    diagonal = float(np.linalg.norm(np.ptp(positions, axis=0)))
+    enough = 2.0 ** math.ceil(math.log2(diagonal + 1.0))  # > diagonal
+    return min(cutoff, enough)
+
+
 def _check_cutoff(cutoff: float, name: str = "cutoff") -> float:
     cutoff = float(cutoff)
     if not (math.isfinite(cutoff) and cutoff > 0.0):
@@ -112,6 +283,8 @@ def neighbor_list(
     cell: np.ndarray,
     pbc: np.ndarray | Sequence[bool],
     cutoff: float,
+    max_pairs: float | None = None,
+    max_checks: float | None = None,
 ) -> PairList:
     """Return ``i, j, shifts`` for all pairs closer than ``cutoff``.
 
@@ -121,13 +294,18 @@ def neighbor_list(
             directions are ignored and may be zero.
         pbc: periodicity along each cell vector (a bool applies to all three).
         cutoff: pair cutoff in the length unit of ``positions``.
+        max_pairs: refuse lists estimated to hold more pairs (None: the environment
+            variable ``ASE_MPNN_MAX_PAIRS`` or :data:`DEFAULT_MAX_PAIRS`).
+        max_checks: refuse searches estimated to examine more candidate pairs (None:
+            ``ASE_MPNN_MAX_PAIR_CHECKS`` or :data:`DEFAULT_MAX_CHECKS`).
 
     Returns:
         ``(i, j, shifts)`` following the module-level contract.
 
     Raises:
         NeighborListError: non-finite positions, a missing or singular cell in a
-            periodic direction, or a non-positive cutoff.
+            periodic direction, a non-positive cutoff, or a list too large or too slow
+            to build (see :func:`estimate_neighbor_work`).
     """
     cutoff = _check_cutoff(cutoff)
     positions = np.ascontiguousarray(positions, dtype=np.float64)
@@ -145,6 +323,8 @@ def neighbor_list(
         raise NeighborListError(f"cell must have shape (3, 3), got {cell.shape}")
     pbc = _as_pbc(pbc)
     _check_cell(cell, pbc)
+    cutoff = _search_cutoff(positions, pbc, cutoff)
+    _check_work(positions, cell, pbc, cutoff, max_pairs, max_checks)
 
     try:
         i, j, shifts = _vesin_calculator(cutoff).compute(positions, cell, pbc, "ijS", copy=False)

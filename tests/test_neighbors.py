@@ -1,6 +1,7 @@
 """Tests for ase_mpnn.neighbors against ase.neighborlist.neighbor_list."""
 
 import itertools
+import time
 import numpy as np
 import pytest
 from ase import Atoms
@@ -272,3 +273,64 @@ def test_error_bad_cutoff(cutoff):
 def test_error_negative_skin():
     with pytest.raises(NeighborListError, match=r"skin must be a finite number >= 0"):
         VerletNeighborList(3.0, skin=-0.1)
+
+
+# --- bounded work: lists that would not fit in memory or time are refused up front -------
+
+def _water_box(n_per_side: int = 16) -> Atoms:
+    """n³ water molecules on a grid at 1 g/cm³ (16³: the 12,288-atom box of the benchmarks)."""
+    spacing = (18.015 / 0.6022 / 1.0) ** (1 / 3)  # Å per molecule at 1 g/cm³
+    grid = np.stack(np.meshgrid(*[np.arange(n_per_side)] * 3, indexing="ij"), -1).reshape(-1, 3) * spacing
+    water = molecule("H2O").positions
+    positions = (grid[:, None, :] + water[None]).reshape(-1, 3)
+    return Atoms("OH2" * len(grid), positions=positions, cell=[n_per_side * spacing] * 3, pbc=True)
+
+
+def test_large_water_box_is_not_refused():
+    box = _water_box()
+    assert len(box) == 12288
+    from ase_mpnn.neighbors import estimate_neighbor_work
+
+    estimate = estimate_neighbor_work(box.positions, box.cell.array, True, 5.5)
+    i, _, _ = neighbor_list(box.positions, box.cell.array, True, 5.5)
+    # The estimate is the right size (random-density model of a liquid: within 30 %).
+    assert 0.7 < estimate.pairs / len(i) < 1.3
+    assert estimate.images == 27
+
+
+def test_nearly_singular_cell_is_refused_quickly_with_the_numbers():
+    a = np.array([3.0, 0.0, 0.0])
+    cell = np.array([a, a + [0.0, 1e-3, 0.0], [0.0, 0.0, 3.0]])  # passes the singularity check
+    positions = np.random.default_rng(0).random((3, 3))
+    start = time.perf_counter()
+    with pytest.raises(NeighborListError, match=r"refused.*candidate pairs.*widths \(0\.001, 0\.001, 3 Å\)"):
+        neighbor_list(positions, cell, True, 4.5)
+    assert time.perf_counter() - start < 1.0  # unchecked, vesin took ~15 s here
+    # A small cutoff on the same cell is cheap and still served.
+    assert len(neighbor_list(positions, cell, True, 0.5)[0]) > 0
+
+
+def test_huge_cutoff_on_a_molecule_finishes_with_all_pairs():
+    atoms = molecule("CH3CH2OH")
+    start = time.perf_counter()
+    i, j, shifts = neighbor_list(atoms.positions, np.zeros((3, 3)), False, 5000.0)
+    assert time.perf_counter() - start < 1.0  # unchecked: minutes (vesin's time grows like the cutoff³)
+    n = len(atoms)
+    assert len(i) == n * (n - 1) and not shifts.any()
+    assert_matches_ase(atoms, 5000.0)
+
+
+def test_huge_periodic_cutoff_is_refused_and_limits_can_be_raised(monkeypatch):
+    box = _water_box(2)
+    with pytest.raises(NeighborListError, match=r"about 1e\+19 pairs within the cutoff 1e\+06 Å.*ASE_MPNN_MAX_PAIRS"):
+        neighbor_list(box.positions, box.cell.array, True, 1e6)
+    # The limits are settings: lowered, an ordinary list is refused; raised, it is built.
+    with pytest.raises(NeighborListError, match="limit of 10 pairs"):
+        neighbor_list(box.positions, box.cell.array, True, 5.0, max_pairs=10)
+    monkeypatch.setenv("ASE_MPNN_MAX_PAIRS", "10")
+    with pytest.raises(NeighborListError, match="limit of 10 pairs"):
+        neighbor_list(box.positions, box.cell.array, True, 5.0)
+    assert len(neighbor_list(box.positions, box.cell.array, True, 5.0, max_pairs=1e9)[0]) > 0
+    monkeypatch.setenv("ASE_MPNN_MAX_PAIRS", "many")
+    with pytest.raises(NeighborListError, match="ASE_MPNN_MAX_PAIRS='many' is not a number"):
+        neighbor_list(box.positions, box.cell.array, True, 5.0)
