@@ -127,6 +127,8 @@ def _ipi_client(args: argparse.Namespace) -> int:
         host, _, port = args.address.rpartition(":")
         if not host or not port.isdigit():
             raise ValueError(f"--address must be HOST:PORT, got {args.address!r}")
+        if not 0 < int(port) < 65536:
+            raise ValueError(f"--address {args.address}: the port must be from 1 to 65535 (i-PI's <port>)")
         where = dict(address=(host, int(port)))
     else:
         where = dict(unix=args.unix, sockets_prefix=args.sockets_prefix)
@@ -470,8 +472,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="units of the extras: atomic (e·Bohr, Bohr³) or ase (e·Å, e²Å²/eV)")
     ipi.add_argument("--connect-timeout", type=float, default=60.0,
                      help="seconds to retry connecting while i-PI starts (default 60)")
-    ipi.add_argument("--timeout", type=float, default=None,
-                     help="give up after this many seconds without a message from i-PI (default: wait)")
+    ipi.add_argument("--timeout", type=float, default=600.0,
+                     help="give up after this many seconds without a message from i-PI, which polls live "
+                          "clients continually (default 600; 0: wait for ever)")
     ipi.set_defaults(func=_ipi_client)
     return parser
 

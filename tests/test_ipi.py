@@ -296,6 +296,71 @@ def test_no_server_times_out(tmp_path, socket_dir, capsys):
     assert main(args + ["--address", "no-port"]) == 2
 
 
+def test_silent_server_times_out_by_default_and_says_what_it_waited_for(tmp_path, socket_dir, capsys):
+    """A server that accepts and then says nothing (frozen, half-dead) must not hang the client."""
+    from ase_mpnn.md.ipi_client import DEFAULT_TIMEOUT
+
+    assert IPIClient(MPNNCalculator(small_model()), water(), unix="x").timeout == DEFAULT_TIMEOUT == 600
+    release = threading.Event()
+
+    def silent(conn):
+        release.wait(20)  # accepted, then nothing: no STATUS, no EXIT, the socket stays open
+
+    server = FakeServer(socket_dir, silent)
+    client = IPIClient(MPNNCalculator(small_model()), water(), unix=server.name,
+                       sockets_prefix=server.prefix, connect_timeout=10, timeout=0.3)
+    start = time.monotonic()
+    with pytest.raises(IPIConnectionError, match=r"sent nothing for 0\.3 s while this client waited for the next "
+                       r"message .*frozen.*--timeout SECONDS") as info:
+        client.run()
+    assert time.monotonic() - start < 5
+    assert "after 0 force evaluations" in str(info.value)
+    release.set()
+    server.finish()
+
+    # Half-dead in the middle of a message: the error names what was missing.
+    def half_posdata(conn):
+        conn.sendall(header("STATUS"))
+        recv_exact(conn, 12)
+        conn.sendall(header("INIT") + struct.pack("=ii", 0, 0))
+        conn.sendall(header("POSDATA") + np.eye(3).tobytes())  # then silence
+        release.wait(20)
+
+    release.clear()
+    server = FakeServer(socket_dir, half_posdata)
+    client = IPIClient(MPNNCalculator(small_model()), water(), unix=server.name,
+                       sockets_prefix=server.prefix, connect_timeout=10, timeout=0.3)
+    with pytest.raises(IPIConnectionError, match="waited for the rest of a POSDATA message"):
+        client.run()
+    release.set()
+    server.finish()
+
+    # From the command line: one line, exit code 1, the option to change it.
+    release.clear()
+    server = FakeServer(socket_dir, silent)
+    model = tmp_path / "m.pt"
+    ase_mpnn.save_model(small_model(), model)
+    structure = tmp_path / "w.xyz"
+    water().write(structure)
+    assert main(["ipi-client", "--model", str(model), "--structure", str(structure), "--unix", server.name,
+                 "--sockets-prefix", server.prefix, "--timeout", "0.3"]) == 1
+    err = capsys.readouterr().err
+    assert "sent nothing for 0.3 s" in err and "--timeout" in err and "Traceback" not in err
+    release.set()
+    server.finish()
+
+
+def test_bad_timeouts_and_ports_are_refused():
+    calc = MPNNCalculator(small_model())
+    for timeout in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="timeout must be a number of seconds"):
+            IPIClient(calc, water(), unix="x", timeout=timeout)
+    assert IPIClient(calc, water(), unix="x", timeout=0).timeout is None  # 0: wait for ever
+    for port in (0, 70000, -1, "31415"):
+        with pytest.raises(ValueError, match="must be an integer from 1 to 65535"):
+            IPIClient(calc, water(), address=("localhost", port))
+
+
 # --- a real i-PI -----------------------------------------------------------------------
 
 N_BEADS = 4

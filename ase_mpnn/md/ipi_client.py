@@ -59,7 +59,7 @@ from ase.calculators.calculator import all_changes
 from ase.stress import voigt_6_to_full_3x3_stress
 from ase.units import Bohr, Hartree
 
-__all__ = ["IPIClient", "run_client", "IPIConnectionError", "IPIProtocolError", "EXTRAS_UNITS"]
+__all__ = ["IPIClient", "run_client", "IPIConnectionError", "IPIProtocolError", "EXTRAS_UNITS", "DEFAULT_TIMEOUT"]
 
 HEADER_LENGTH = 12
 #: conversion factors from the calculator's units (eV, Å, e) to what goes in the extras
@@ -68,6 +68,11 @@ EXTRAS_UNITS = {
     "ase": {"dipole": 1.0, "polarizability": 1.0},
 }
 _EXTRA_SHAPES = {"dipole": (3,), "polarizability": (3, 3)}
+#: Seconds without a message from i-PI before the client gives up. A live i-PI polls its
+#: clients (STATUS) continually, idle ones included, so ten silent minutes mean a frozen
+#: or half-dead server, not a busy one.
+DEFAULT_TIMEOUT = 600.0
+_NEXT_MESSAGE = "the next message (STATUS, INIT, POSDATA, GETFORCE or EXIT)"
 
 
 class IPIConnectionError(ConnectionError):
@@ -104,8 +109,8 @@ class IPIClient:
             "polarizability"; an empty sequence sends an empty string as ASE does).
         extras_units: "atomic" (default: e·Bohr, Bohr³) or "ase" (e·Å, e²Å²/eV).
         connect_timeout: seconds to keep retrying the connection while the server starts.
-        timeout: seconds to wait for any message from i-PI before giving up; None waits
-            for ever (i-PI can leave a client idle for long, e.g. while it writes output).
+        timeout: seconds to wait for any message from i-PI before giving up (default
+            :data:`DEFAULT_TIMEOUT`, 600 s); None or 0 waits for ever.
         log: called with one line of text on connection and at the end (e.g. ``print``).
     """
 
@@ -120,11 +125,20 @@ class IPIClient:
         extras: Iterable[str] = ("dipole", "polarizability"),
         extras_units: str = "atomic",
         connect_timeout: float = 60.0,
-        timeout: float | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
         log: Callable[[str], Any] | None = None,
     ):
         if (address is None) == (unix is None):
             raise ValueError("give exactly one of address=(host, port) and unix=name")
+        if address is not None:
+            port = address[1]
+            if isinstance(port, bool) or not isinstance(port, (int, np.integer)) or not 0 < port < 65536:
+                raise ValueError(f"the port of address {address!r} must be an integer from 1 to 65535 "
+                                 "(i-PI's <ffsocket><port>)")
+        if timeout is not None and not (np.isfinite(timeout) and timeout >= 0):
+            raise ValueError(f"timeout must be a number of seconds >= 0 (0 or None: wait for ever), got {timeout!r}")
+        if not (np.isfinite(connect_timeout) and connect_timeout >= 0):
+            raise ValueError(f"connect_timeout must be a number of seconds >= 0, got {connect_timeout!r}")
         if extras_units not in EXTRAS_UNITS:
             raise ValueError(f"extras_units must be one of {sorted(EXTRAS_UNITS)}, got {extras_units!r}")
         self.extras = tuple(extras)
@@ -143,7 +157,7 @@ class IPIClient:
         self.unix_path = None if unix is None else sockets_prefix + unix
         self.extras_units = extras_units
         self.connect_timeout = float(connect_timeout)
-        self.timeout = timeout
+        self.timeout = float(timeout) if timeout else None  # 0: no limit, as None
         self.log = log
         self.sock: socket.socket | None = None
         self.bead: int | None = None  # bead index from i-PI's INIT message
@@ -212,7 +226,7 @@ class IPIClient:
             self.connect()
         try:
             while True:
-                word = self._recv(HEADER_LENGTH).decode("ascii", errors="replace").strip()
+                word = self._recv(HEADER_LENGTH, _NEXT_MESSAGE).decode("ascii", errors="replace").strip()
                 if word == "STATUS":
                     if self.bead is None:
                         self._send(_header("NEEDINIT"))
@@ -238,8 +252,8 @@ class IPIClient:
             self.close()
 
     def _init(self) -> None:
-        bead, length = struct.unpack("=ii", self._recv(8))
-        text = self._recv(length).decode("utf-8", errors="replace") if length > 0 else ""
+        bead, length = struct.unpack("=ii", self._recv(8, "the rest of an INIT message"))
+        text = self._recv(length, "the rest of an INIT message").decode("utf-8", errors="replace") if length > 0 else ""
         for item in text.replace(",", " ").split():
             key, _, value = item.partition(":")
             if key.strip() == "batch_size" and value.strip().isdigit() and int(value) > 1:
@@ -250,15 +264,16 @@ class IPIClient:
         self.bead, self.init_string = bead, text
 
     def _posdata(self) -> None:
-        h = np.frombuffer(self._recv(72), dtype=np.float64).reshape(3, 3)
-        self._recv(72)  # the inverse cell: not needed
-        (natoms,) = struct.unpack("=i", self._recv(4))
+        what = "the rest of a POSDATA message (cell and positions)"
+        h = np.frombuffer(self._recv(72, what), dtype=np.float64).reshape(3, 3)
+        self._recv(72, what)  # the inverse cell: not needed
+        (natoms,) = struct.unpack("=i", self._recv(4, what))
         if natoms != len(self.atoms):
             raise IPIProtocolError(
                 f"i-PI sent {natoms} atoms but the template structure has {len(self.atoms)}: "
                 "give the client the same structure as i-PI's <initialize>"
             )
-        positions = np.frombuffer(self._recv(24 * natoms), dtype=np.float64).reshape(natoms, 3)
+        positions = np.frombuffer(self._recv(24 * natoms, what), dtype=np.float64).reshape(natoms, 3)
         energy, forces, virial, extras = self.compute(h, positions)
         extras_bytes = extras.encode("utf-8")
         self._reply = b"".join([
@@ -309,7 +324,8 @@ class IPIClient:
         return energy, forces, virial, extras
 
     # bytes ------------------------------------------------------------------------------
-    def _recv(self, n: int) -> bytes:
+    def _recv(self, n: int, what: str) -> bytes:
+        """Exactly ``n`` bytes of ``what`` (named in the error if i-PI falls silent)."""
         buffer = bytearray(n)
         view = memoryview(buffer)
         got = 0
@@ -318,7 +334,10 @@ class IPIClient:
                 k = self.sock.recv_into(view[got:], n - got)
             except socket.timeout as err:
                 raise IPIConnectionError(
-                    f"no message from i-PI at {self.where} for {self.timeout:g} s: giving up"
+                    f"i-PI at {self.where} sent nothing for {self.timeout:g} s while this client waited for {what} "
+                    f"(after {self.evaluations} force evaluations): the server is frozen, stopped without closing "
+                    "the socket, or slower than the timeout. If i-PI really pauses that long, raise the limit "
+                    "(ase-mpnn ipi-client --timeout SECONDS, or timeout=...; 0 waits for ever)"
                 ) from err
             except OSError as err:
                 raise IPIConnectionError(f"lost the connection to i-PI at {self.where}: {err}") from err
