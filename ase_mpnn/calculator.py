@@ -22,10 +22,11 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
+from .checks import check_device, check_dtype, non_finite_parameters
 from .graph import build_graph, total_charge_of
 from .io import load_model
 from .neighbors import VerletNeighborList
-from .potential import AtomisticModel, InputError
+from .potential import AtomisticModel, InputError, NonFiniteResultError
 from .properties import register_polarizability
 
 register_polarizability()
@@ -101,6 +102,8 @@ class MPNNCalculator(Calculator):
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
+        check_dtype(dtype)
+        device = check_device(device)
         if isinstance(model, (str, os.PathLike)):
             model = load_model(model, device=device, dtype=dtype)
         elif not isinstance(model, AtomisticModel):
@@ -115,7 +118,14 @@ class MPNNCalculator(Calculator):
         model.eval().requires_grad_(False)
         self.model = model
         self.device = torch.device(device)
-        self.dtype = next(model.parameters()).dtype
+        self.dtype = check_dtype(next(model.parameters()).dtype, "the model's dtype")
+        bad = non_finite_parameters(model)
+        if bad:
+            raise ValueError(
+                f"the model's weights contain NaN or infinite values ({', '.join(bad[:5])}"
+                f"{', ...' if len(bad) > 5 else ''}): it would return NaN for every structure. A training run "
+                "diverged, or the weights were damaged: use another model file or checkpoint"
+            )
         self.skin = float(skin)
         self.forces_with_energy = forces_with_energy
         if not (num_threads is None or num_threads == "auto" or (isinstance(num_threads, int) and num_threads > 0)):
@@ -174,7 +184,27 @@ class MPNNCalculator(Calculator):
         grad_needed = bool({"forces", "stress"} & wanted)
         with torch.no_grad() if not grad_needed else torch.enable_grad(), torch_threads(self.threads_for(graph)):
             out = self.model(graph, wanted)
-        return self._split(out, structures)
+        results = self._split(out, structures)
+        for k, r in enumerate(results):
+            self._check_finite(r, structures[k], k if len(structures) > 1 else None)
+        return results
+
+    def _check_finite(self, results: dict[str, Any], atoms: Atoms, k: int | None) -> None:
+        """Never hand NaN or infinity to the caller: say which input made them."""
+        bad = [name for name, value in results.items() if not np.isfinite(value).all()]
+        if not bad:
+            return
+        where = f"structure {k} ({atoms.get_chemical_formula()})" if k is not None else atoms.get_chemical_formula()
+        if not np.isfinite(atoms.cell.array).all():
+            cause = "the cell contains NaN or infinite values: fix atoms.cell"
+        elif self.dtype != torch.float64:
+            cause = (f"positions, cell, charge and weights are finite, so {self.dtype} overflowed or the structure "
+                     "is far outside the training data: evaluate in float64 (dtype=torch.float64) and check "
+                     "the structure")
+        else:
+            cause = ("positions, cell, charge and weights are finite: the structure is far outside the model's "
+                     "training data; check it")
+        raise NonFiniteResultError(f"the model returned non-finite {', '.join(bad)} for {where}; {cause}")
 
     def _model_properties(self, structures: list[Atoms], asked: set[str], strict: bool) -> set[str]:
         unknown = asked - set(self.implemented_properties)

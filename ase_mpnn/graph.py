@@ -8,12 +8,20 @@ and carry integer cell shifts ``S`` so that the edge vector is
 
 Structures of different sizes and species are concatenated; ``batch`` says which
 structure each atom belongs to.
+
+Positions are stored relative to a per-structure ``origin`` (its first atom), subtracted
+in float64 before the cast to the model's dtype: in float32 a molecule 1e6 Å from the
+origin would otherwise keep 0.06 Å of its geometry (15 meV and 0.8 eV/Å of error, and
+atoms "0 Å apart" at 1e8 Å). Everything but the dipole of a charged structure depends
+on differences of positions only; the dipole adds ``total_charge · origin`` back.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Sequence
+
+import math
 
 import numpy as np
 import torch
@@ -34,6 +42,7 @@ class Graph:
     total_charge: torch.Tensor  # (n_graphs,) e
     n_graphs: int
     periodic: bool = True  # False when every structure is non-periodic (all shifts zero)
+    origin: torch.Tensor | None = None  # (n_graphs, 3) float64 Å: positions are relative to it (None: absolute)
 
     @property
     def n_atoms(self) -> int:
@@ -58,12 +67,29 @@ class Graph:
             total_charge=move(self.total_charge),
             n_graphs=self.n_graphs,
             periodic=self.periodic,
+            # Kept in float64 whatever the dtype: it carries the absolute position.
+            origin=None if self.origin is None else self.origin.to(device=device),
         )
 
 
 def total_charge_of(atoms: Atoms) -> float:
-    """Net charge of a structure: ``atoms.info["charge"]`` (ASE's convention), default 0."""
-    return float(atoms.info.get("charge", 0.0))
+    """Net charge of a structure: ``atoms.info["charge"]`` (ASE's convention), default 0.
+
+    Raises :class:`~ase_mpnn.potential.InputError` if it is not a finite number.
+    """
+    value = atoms.info.get("charge", 0.0)
+    try:
+        charge = float(value)
+    except (TypeError, ValueError):
+        charge = math.nan
+    if not math.isfinite(charge):
+        from .potential import InputError  # potential imports this module
+
+        raise InputError(
+            f"atoms.info['charge'] is {value!r}: the total charge must be a finite number of elementary "
+            "charges (0 for a neutral structure, the default when the key is absent)"
+        )
+    return charge
 
 
 def build_graph(
@@ -94,7 +120,8 @@ def build_graph(
         shifts.append(s)
     edge_index = np.stack([np.concatenate(receivers), np.concatenate(senders)])
     numbers = np.concatenate([a.numbers for a in structures])
-    positions = np.concatenate([a.positions for a in structures])
+    origin = np.stack([a.positions[0] if len(a) else np.zeros(3) for a in structures])
+    positions = np.concatenate([a.positions for a in structures]) - np.repeat(origin, counts, axis=0)
     cells = np.stack([a.cell.array for a in structures])
     graph = Graph(
         numbers=torch.from_numpy(numbers.astype(np.int64)),
@@ -107,5 +134,6 @@ def build_graph(
         total_charge=torch.tensor([total_charge_of(a) for a in structures], dtype=torch.float64),
         n_graphs=len(structures),
         periodic=any(a.pbc.any() for a in structures),
+        origin=torch.from_numpy(origin),
     )
     return graph.to(device=device, dtype=dtype)

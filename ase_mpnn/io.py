@@ -6,11 +6,19 @@ free-form metadata as one JSON string, and the weights as a dict of tensors. It 
 read back with ``torch.load(weights_only=True)``, whose restricted unpickler accepts
 tensors and plain containers only: a file that would execute code while unpickling
 is refused before anything runs.
+
+Integrity: the file also holds a SHA-256 checksum of the header and the weights. A file
+whose bytes changed after it was written (a damaged copy, a flipped bit, an edited
+header) is refused on load; files written before checksums existed still load. Header
+values are checked (a JSON object, a cutoff in (0, 100] Å, valid atomic numbers, ...),
+and weights that are not finite are refused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 import pickle
 import warnings
@@ -21,7 +29,8 @@ from typing import Any
 import torch
 
 from . import __version__
-from .potential import AtomisticModel
+from .checks import check_device, check_dtype
+from .potential import MAX_CUTOFF, AtomisticModel
 
 FORMAT = "ase_mpnn.model"
 FORMAT_VERSION = 1
@@ -67,11 +76,21 @@ def save_model(model: AtomisticModel, path: str | os.PathLike, metadata: dict[st
     except TypeError as err:
         raise ValueError(f"model metadata must be JSON-serialisable: {err}") from None
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    payload = {"header": header_json, "state_dict": state}
+    payload = {"header": header_json, "state_dict": state, "checksum": checksum(header_json, state)}
     tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, tmp)
     os.replace(tmp, path)
     return path
+
+
+def checksum(header_json: str, state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of a model file's header text and of every weight's name, dtype, shape and bytes."""
+    digest = hashlib.sha256(header_json.encode("utf-8"))
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"\0{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return "sha256:" + digest.hexdigest()
 
 
 def read_header(path: str | os.PathLike) -> dict[str, Any]:
@@ -85,12 +104,23 @@ def load_model(
     """Rebuild the model stored in ``path`` on ``device`` (float32 unless ``dtype`` says otherwise).
 
     Raises :class:`ModelFileError` naming the file if it is missing, truncated, not an
-    ase_mpnn model, unsafe to unpickle, or written by an incompatible newer version.
+    ase_mpnn model, unsafe to unpickle, changed since it was written (checksum), has
+    invalid header values or non-finite weights, or was written by an incompatible
+    newer version; ``ValueError`` for a ``device`` or ``dtype`` that cannot be used.
     """
     from .zoo import build_model  # the zoo imports this package's modules
 
+    check_dtype(dtype)
+    device = check_device(device)
     path = Path(path)
     header, state = _read(path)
+    bad = non_finite_parameters_of(state)
+    if bad:
+        raise ModelFileError(
+            f"{path}: the weights contain NaN or infinite values ({', '.join(bad[:5])}"
+            f"{', ...' if len(bad) > 5 else ''}), so every prediction would be NaN: the training run that wrote "
+            "it diverged. Use another model file (or an earlier checkpoint)"
+        )
     config = header["config"]
     try:
         hyperparameters = dict(config["hyperparameters"])
@@ -108,6 +138,10 @@ def load_model(
             **hyperparameters,
         )
         model.load_state_dict(state)
+        recorded = config.get("training_min_distances")
+        if recorded is None and "epochs" in header.get("metadata", {}):
+            recorded = {}  # trained before the record existed: covalent bond lengths stand in
+        model.set_training_min_distances(recorded)
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise ModelFileError(f"{path}: the model in this file cannot be rebuilt ({err})") from None
     model.metadata = header.get("metadata", {})
@@ -146,6 +180,11 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         header = json.loads(payload["header"])
     except json.JSONDecodeError as err:
         raise ModelFileError(f"{path}: corrupt model header ({err})") from None
+    if not isinstance(header, dict):
+        raise ModelFileError(
+            f"{path}: corrupt model header: a JSON {type(header).__name__}, not a JSON object "
+            "(format, config, metadata, ...). Save models with ase_mpnn.save_model"
+        )
     if header.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not an ase_mpnn model file (format {header.get('format')!r})")
     version = header.get("format_version")
@@ -157,4 +196,49 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     state = payload.get("state_dict")
     if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
         raise ModelFileError(f"{path}: corrupt model file (no weights)")
+    stored = payload.get("checksum")
+    if stored is not None and stored != checksum(payload["header"], state):
+        raise ModelFileError(
+            f"{path}: checksum mismatch: the weights or the header changed after the file was written (a damaged "
+            "download or copy, a disk error, or an edit). Use an intact copy of the file; to change a model, load "
+            "it, change it and write it with ase_mpnn.save_model"
+        )
+    _check_config(path, header.get("config"))
     return header, state
+
+
+def non_finite_parameters_of(state: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors of a state dict that hold NaN or infinity."""
+    return [name for name, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_config(path: Path, config: Any) -> None:
+    """Refuse header values no model was saved with, each with what was found."""
+    from ase.data import chemical_symbols
+
+    def bad(what: str) -> ModelFileError:
+        return ModelFileError(f"{path}: invalid model header: {what}. The file is damaged or was edited; "
+                              "use an intact copy")
+
+    if not isinstance(config, dict):
+        raise bad(f"'config' must be a JSON object, got {type(config).__name__}")
+    if not isinstance(config.get("architecture"), str):
+        raise bad(f"config.architecture must be a name such as 'painn', got {config.get('architecture')!r}")
+    species = config.get("species")
+    if (not isinstance(species, list) or not species
+            or not all(isinstance(z, int) and not isinstance(z, bool) and 0 < z < len(chemical_symbols)
+                       for z in species)
+            or len(set(species)) != len(species)):
+        raise bad(f"config.species must be distinct atomic numbers (1-{len(chemical_symbols) - 1}), got {species!r}")
+    cutoff = config.get("cutoff")
+    if not (_is_number(cutoff) and 0 < cutoff <= MAX_CUTOFF):
+        raise bad(f"config.cutoff must be a number of Å in (0, {MAX_CUTOFF:g}], got {cutoff!r}")
+    min_distance = config.get("min_distance", 0.1)
+    if not (_is_number(min_distance) and 0 < min_distance < cutoff):
+        raise bad(f"config.min_distance must be a number of Å above 0 and below the cutoff, got {min_distance!r}")
+    if not isinstance(config.get("hyperparameters"), dict):
+        raise bad(f"config.hyperparameters must be a JSON object, got {config.get('hyperparameters')!r}")

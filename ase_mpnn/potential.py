@@ -20,11 +20,12 @@ everything physical happens here:
 
 from __future__ import annotations
 
+import math
 from contextlib import nullcontext
-from typing import Any, Collection
+from typing import Any, Collection, Mapping
 
 import torch
-from ase.data import atomic_masses, chemical_symbols
+from ase.data import atomic_masses, chemical_symbols, covalent_radii
 from torch import nn
 
 from .graph import Graph
@@ -40,9 +41,28 @@ _ENERGY, _CHARGE, _ALPHA_ISO = 0, 1, 2
 # Channels of the vector read-out.
 _DIPOLE, _ALPHA_VEC = 0, 1
 
+#: Largest cutoff (Å) a model may have. Message-passing potentials use 3-12 Å; a larger
+#: value is a typo or a damaged file, and its neighbor lists would not fit in memory.
+MAX_CUTOFF = 100.0
+#: A pair of atoms closer than this fraction of the shortest distance of the same two
+#: elements in a trained model's training data (or, for pairs it has no record of, of
+#: the covalent bond length) is refused: the model never saw anything like it, and its
+#: energy there is arbitrary (−3e10 eV for a pair at 0.1 Å was seen).
+CLOSE_CONTACT_FRACTION = 0.5
+
 
 class InputError(ValueError):
     """A structure the model cannot evaluate (unknown element, overlapping atoms, ...)."""
+
+
+class NonFiniteResultError(ValueError):
+    """The model returned NaN or infinity from finite inputs (never returned to the caller)."""
+
+
+def pair_key(z1: int, z2: int) -> str:
+    """Key of an element pair in ``training_min_distances``: symbols by atomic number, e.g. "H-O"."""
+    a, b = sorted((int(z1), int(z2)))
+    return f"{chemical_symbols[a]}-{chemical_symbols[b]}"
 
 
 class AtomisticModel(nn.Module):
@@ -59,17 +79,26 @@ class AtomisticModel(nn.Module):
         architecture: str,
         hyperparameters: dict[str, Any],
         min_distance: float = 0.1,
+        training_min_distances: Mapping[str, float] | None = None,
     ):
         super().__init__()
         species = sorted(int(z) for z in species)
         if not species or len(set(species)) != len(species) or not all(0 < z < len(chemical_symbols) for z in species):
             raise ValueError(f"species must be distinct atomic numbers, got {species}")
+        cutoff, min_distance = float(cutoff), float(min_distance)
+        if not (math.isfinite(cutoff) and 0 < cutoff <= MAX_CUTOFF):
+            raise ValueError(f"cutoff must be a number of Å in (0, {MAX_CUTOFF:g}], got {cutoff}")
+        if not (math.isfinite(min_distance) and 0 < min_distance < cutoff):
+            raise ValueError(f"min_distance must be a number of Å above 0 and below the cutoff {cutoff:g}, "
+                             f"got {min_distance}")
         self.representation = representation
         self.species = species
         self.cutoff = float(cutoff)
         self.architecture = architecture
         self.hyperparameters = dict(hyperparameters)
         self.min_distance = float(min_distance)
+        self.training_min_distances: dict[str, float] | None = None
+        self.set_training_min_distances(training_min_distances)
 
         index = torch.full((len(chemical_symbols),), -1, dtype=torch.long)
         index[torch.tensor(species)] = torch.arange(len(species))
@@ -100,7 +129,63 @@ class AtomisticModel(nn.Module):
             "cutoff": self.cutoff,
             "hyperparameters": dict(self.hyperparameters),
             "min_distance": self.min_distance,
+            **({"training_min_distances": dict(self.training_min_distances)}
+               if self.training_min_distances is not None else {}),
         }
+
+    def set_training_min_distances(self, distances: Mapping[str, float] | None) -> None:
+        """Record the shortest distance (Å) of each element pair in the training data.
+
+        ``distances`` maps :func:`pair_key` ("H-O") to Å; pairs that never came within
+        the cutoff may be missing, and then the covalent bond length stands in (``{}``:
+        a trained model with no record, e.g. a file from before the record existed).
+        Structures with a pair closer than :data:`CLOSE_CONTACT_FRACTION` of it are
+        refused. ``None`` (an untrained model): only ``min_distance`` is enforced.
+        Training sets it; it is saved in model files.
+        """
+        if distances is None:
+            self.training_min_distances = None
+        else:
+            if not isinstance(distances, Mapping):
+                raise ValueError(f"training_min_distances must map element pairs like 'H-O' to Å, got {distances!r}")
+            valid = {pair_key(a, b) for a in self.species for b in self.species}
+            checked = {}
+            for key, value in distances.items():
+                if key not in valid:
+                    raise ValueError(f"training_min_distances: {key!r} is not a pair of this model's elements "
+                                     f"(expected keys like {sorted(valid)[0]!r})")
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < math.inf):
+                    raise ValueError(f"training_min_distances[{key!r}] must be a positive number of Å, got {value!r}")
+                checked[key] = float(value)
+            self.training_min_distances = checked
+        self.__dict__.pop("_contact_limit_table", None)
+
+    def close_contact_limit(self, z1: int, z2: int) -> tuple[float, str]:
+        """The shortest distance (Å) this model accepts between elements ``z1`` and ``z2``, and why."""
+        a, b = chemical_symbols[z1], chemical_symbols[z2]
+        if self.training_min_distances is None:  # untrained: nothing to compare with
+            return self.min_distance, f"less than the model's min_distance {self.min_distance:g} Å"
+        seen = self.training_min_distances.get(pair_key(z1, z2))
+        if seen is not None:
+            limit = CLOSE_CONTACT_FRACTION * seen
+            why = (f"closer than {CLOSE_CONTACT_FRACTION:g} × the shortest {a}-{b} distance in the model's training "
+                   f"data ({seen:.3g} Å)")
+        else:
+            bond = float(covalent_radii[z1] + covalent_radii[z2])
+            limit = CLOSE_CONTACT_FRACTION * bond
+            why = f"closer than {CLOSE_CONTACT_FRACTION:g} × the {a}-{b} covalent bond length ({bond:.3g} Å)"
+        if limit < self.min_distance:
+            return self.min_distance, f"less than the model's min_distance {self.min_distance:g} Å"
+        return limit, why
+
+    def _contact_limits(self, device: torch.device) -> torch.Tensor:
+        """(n_species, n_species) float64 table of :meth:`close_contact_limit`, cached."""
+        cached = self.__dict__.get("_contact_limit_table")
+        if cached is None or cached.device != device:
+            table = [[self.close_contact_limit(a, b)[0] for b in self.species] for a in self.species]
+            cached = torch.tensor(table, dtype=torch.float64, device=device)
+            self.__dict__["_contact_limit_table"] = cached
+        return cached
 
     @property
     def elements(self) -> list[str]:
@@ -154,7 +239,7 @@ class AtomisticModel(nn.Module):
                 cell = cell + torch.bmm(cell, symmetric)
             vectors = _edge_vectors(positions, cell, graph)  # (n_edges, 3)
             lengths = torch.linalg.vector_norm(vectors, dim=1)  # (n_edges,)
-            self._check_distances(lengths, graph)
+            self._check_distances(lengths, graph, species)
 
             isolated = self._cached_isolated_scalars()
             if isolated is None:
@@ -189,6 +274,8 @@ class AtomisticModel(nn.Module):
             out["charges"] = charges
             if "dipole" in properties:
                 dipole = scatter_sum(charges[:, None] * graph.positions, graph.batch, n_graphs)
+                if graph.origin is not None:  # positions are relative to it: Σ q (r + o) = Σ q r + Q o
+                    dipole = dipole + (graph.total_charge[:, None] * graph.origin).to(dipole.dtype)
                 if self.vector_head is not None:
                     atomic_dipoles = self.vector_head(v[:n_atoms])[:, :, _DIPOLE]
                     dipole = dipole + scatter_sum(atomic_dipoles, graph.batch, n_graphs)
@@ -239,22 +326,31 @@ class AtomisticModel(nn.Module):
             self.__dict__["_isolated_cache"] = cache
         return cache[1]
 
-    def _check_distances(self, lengths: torch.Tensor, graph: Graph) -> None:
+    def _check_distances(self, lengths: torch.Tensor, graph: Graph, species: torch.Tensor) -> None:
+        """Refuse pairs much closer than anything the model was trained on (see :meth:`close_contact_limit`)."""
         if lengths.numel() == 0:
             return
-        closest = lengths.detach().min()
-        if bool(closest < self.min_distance):
-            k = int(torch.argmin(lengths.detach()))
-            i, j = int(graph.edge_index[0, k]), int(graph.edge_index[1, k])
-            # Report indices within the structure, not within the batch.
-            g = int(graph.batch[i])
-            first = int((graph.batch < g).sum())
-            i, j = i - first, j - first
-            where = f"structure {g}: " if graph.n_graphs > 1 else ""
-            raise InputError(
-                f"{where}atoms {i} and {j} are {float(closest):.3g} Å apart (less than {self.min_distance} Å): "
-                "overlapping atoms give meaningless results. Check the structure (duplicated atoms?)."
-            )
+        lengths = lengths.detach()
+        receiver, sender = graph.edge_index[0], graph.edge_index[1]
+        n = len(self.species)
+        limits = self._contact_limits(lengths.device).reshape(-1)
+        edge_limits = limits.index_select(0, species.index_select(0, receiver) * n + species.index_select(0, sender))
+        ratio = lengths.to(torch.float64) / edge_limits
+        k = int(torch.argmin(ratio))
+        if not bool(ratio[k] < 1.0):
+            return
+        i, j = int(receiver[k]), int(sender[k])
+        zi, zj = int(graph.numbers[i]), int(graph.numbers[j])
+        limit, why = self.close_contact_limit(zi, zj)
+        # Report indices within the structure, not within the batch.
+        g = int(graph.batch[i])
+        first = int((graph.batch < g).sum())
+        where = f"structure {g}: " if graph.n_graphs > 1 else ""
+        raise InputError(
+            f"{where}atoms {i - first} and {j - first} ({chemical_symbols[zi]}, {chemical_symbols[zj]}) are "
+            f"{float(lengths[k]):.3g} Å apart, {why}; refused below {limit:.3g} Å. Such overlapping atoms give "
+            "meaningless results: check the structure (duplicated atoms? wrong length unit?)."
+        )
 
 
 def _edge_vectors(positions: torch.Tensor, cell: torch.Tensor, graph: Graph) -> torch.Tensor:

@@ -253,3 +253,92 @@ def test_future_format_version_asks_for_upgrade(tmp_path, saved):
         read_header(path)
     # The untouched file still loads: the version is what was refused.
     assert load_model(saved) is not None
+
+
+# --- integrity: checksum of header and weights, validated header values -------------------
+
+def _flip_a_weight_byte(saved, path):
+    """Copy ``saved`` to ``path`` with one bit flipped inside the largest weight tensor's bytes."""
+    import struct
+    import zipfile
+
+    data = bytearray(saved.read_bytes())
+    with zipfile.ZipFile(saved) as archive:
+        info = max((i for i in archive.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    name_length, extra_length = struct.unpack("<HH", data[info.header_offset + 26: info.header_offset + 30])
+    start = info.header_offset + 30 + name_length + extra_length
+    data[start + info.file_size // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_flipped_weight_bytes_are_refused(tmp_path, saved):
+    path = _flip_a_weight_byte(saved, tmp_path / "flipped.pt")
+    # torch itself does not notice: the damage would load silently without the checksum.
+    assert isinstance(torch.load(path, weights_only=True), dict)
+    with pytest.raises(ModelFileError, match="checksum mismatch.*intact copy") as info:
+        load_model(path)
+    assert str(path) in str(info.value)
+    with pytest.raises(ModelFileError, match="checksum mismatch"):
+        read_header(path)
+
+
+@pytest.mark.parametrize("field, value", [("cutoff", 6.0), ("species", [1, 6]), ("min_distance", 0.05)])
+def test_edited_header_fields_are_refused(tmp_path, saved, field, value):
+    payload = torch.load(saved, weights_only=True)
+    header = json.loads(payload["header"])
+    header["config"][field] = value
+    payload["header"] = json.dumps(header)
+    path = tmp_path / "edited.pt"
+    torch.save(payload, path)
+    with pytest.raises(ModelFileError, match="checksum mismatch"):
+        load_model(path)
+
+
+def _resaved_without_checksum(saved, path, edit):
+    payload = torch.load(saved, weights_only=True)
+    header = json.loads(payload["header"])
+    header = edit(header)
+    payload["header"] = json.dumps(header)
+    del payload["checksum"]
+    torch.save(payload, path)
+    return path
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda h: [h], "a JSON list, not a JSON object"),
+    (lambda h: {**h, "config": {**h["config"], "cutoff": float("nan")}}, r"config.cutoff must be .* got nan"),
+    (lambda h: {**h, "config": {**h["config"], "cutoff": 1e6}}, r"config.cutoff must be a number of Å in \(0, 100\]"),
+    (lambda h: {**h, "config": {**h["config"], "cutoff": -2.0}}, "config.cutoff must be"),
+    (lambda h: {**h, "config": {**h["config"], "species": [1, 500]}}, "config.species must be distinct atomic numbers"),
+    (lambda h: {**h, "config": {**h["config"], "species": [1, 1]}}, "config.species must be distinct"),
+    (lambda h: {**h, "config": {**h["config"], "min_distance": 0.0}}, "config.min_distance must be"),
+    (lambda h: {**h, "config": {**h["config"], "min_distance": 9.0}}, "config.min_distance must be .* below the cutoff"),
+    (lambda h: {**h, "config": {**h["config"], "hyperparameters": [1]}}, "config.hyperparameters must be a JSON object"),
+    (lambda h: {**h, "config": "painn"}, "'config' must be a JSON object"),
+])
+def test_header_values_are_validated(tmp_path, saved, edit, words):
+    """Even without a checksum (files of older versions), impossible header values are refused."""
+    path = _resaved_without_checksum(saved, tmp_path / "old.pt", edit)
+    with pytest.raises(ModelFileError, match=words) as info:
+        load_model(path)
+    assert str(path) in str(info.value)
+
+
+def test_files_without_checksum_still_load(tmp_path, saved):
+    path = _resaved_without_checksum(saved, tmp_path / "old.pt", lambda h: h)
+    np.testing.assert_array_equal(_predict(load_model(path, dtype=torch.float64))["energy"],
+                                  _predict(load_model(saved, dtype=torch.float64))["energy"])
+    for shipped in sorted((pathlib.Path(__file__).parents[1] / "models").glob("*.pt")):
+        assert load_model(shipped) is not None
+
+
+def test_non_finite_weights_are_refused(tmp_path):
+    model = _model("schnet", n_features=8, n_interactions=1)
+    with torch.no_grad():
+        next(model.parameters())[0] = float("nan")
+    path = save_model(model, tmp_path / "diverged.pt")
+    with pytest.raises(ModelFileError, match=r"weights contain NaN or infinite values \(.*\).*diverged"):
+        load_model(path)
+    with pytest.raises(ValueError, match="weights contain NaN"):
+        MPNNCalculator(model)

@@ -245,9 +245,10 @@ def _batch_graph(positions: np.ndarray, numbers: np.ndarray, cell: np.ndarray, p
                  edge_index: np.ndarray, shifts: np.ndarray) -> Graph:
     """The :class:`~ase_mpnn.graph.Graph` ``build_graph`` makes for these frames (float64, on the CPU)."""
     b, n = positions.shape[:2]
+    origin = np.array(positions[:, 0], dtype=np.float64)  # as build_graph: each frame's first atom
     return Graph(
         numbers=torch.from_numpy(np.tile(numbers, b)),
-        positions=torch.from_numpy(np.ascontiguousarray(positions.reshape(b * n, 3))),
+        positions=torch.from_numpy(np.ascontiguousarray((positions - origin[:, None]).reshape(b * n, 3))),
         cell=torch.from_numpy(np.array(cell, dtype=np.float64)),  # a copy: cells may be a read-only view
         pbc=torch.from_numpy(np.tile(pbc, (b, 1))),
         edge_index=torch.from_numpy(edge_index.astype(np.int64)),
@@ -256,6 +257,7 @@ def _batch_graph(positions: np.ndarray, numbers: np.ndarray, cell: np.ndarray, p
         total_charge=torch.full((b,), float(charge), dtype=torch.float64),
         n_graphs=b,
         periodic=bool(pbc.any()),
+        origin=torch.from_numpy(origin),
     )
 
 
