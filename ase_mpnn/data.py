@@ -43,6 +43,7 @@ class Sample:
     labels: dict[str, np.ndarray]
     pairs: PairList | None = None  # neighbor list at the model's cutoff, filled by attach_neighbors
     weight: float = 1.0  # the frame's weight in every loss term (see set_frame_weights)
+    origin: str = ""  # where the frame came from, e.g. "water.extxyz frame 17", for error messages
 
 
 @dataclass
@@ -86,11 +87,51 @@ class Dataset:
             raise DataError(f"{self.source}: no frame has info[{key!r}] in {missing} "
                             f"(values present: {seen or 'none'})")
 
-    def attach_neighbors(self, cutoff: float) -> None:
-        """Compute each frame's neighbor list once (positions never change in training)."""
-        for s in self.samples:
+    def attach_neighbors(self, cutoff: float, min_distance: float = 0.1) -> None:
+        """Compute each frame's neighbor list once (positions never change in training).
+
+        A frame with two atoms closer than ``min_distance`` (Å) is refused here, naming
+        its file and frame, rather than mid-training by its place in a shuffled batch.
+        """
+        for k, s in enumerate(self.samples):
             a = s.atoms
             s.pairs = neighbor_list(a.positions, a.cell.array, a.pbc, cutoff)
+            distances = _pair_distances(a, s.pairs)
+            if len(distances) and distances.min() < min_distance:
+                m = int(np.argmin(distances))
+                i, j = int(s.pairs[0][m]), int(s.pairs[1][m])
+                raise DataError(
+                    f"{s.origin or f'{self.source} frame {k}'}: atoms {i} ({a[i].symbol}) and {j} ({a[j].symbol}) "
+                    f"are {distances[m]:.3g} Å apart (less than {min_distance:g} Å): overlapping atoms make no "
+                    "physical sense as training data; fix or remove that frame"
+                )
+
+    def shortest_pair_distances(self) -> dict[str, float]:
+        """Shortest distance (Å) of each element pair within the cutoff over all frames, by ``pair_key``.
+
+        Needs :meth:`attach_neighbors` first. Models record it (``training_min_distances``)
+        and refuse structures with pairs far closer than anything in their training data.
+        """
+        from .potential import pair_key
+
+        shortest: dict[str, float] = {}
+        for s in self.samples:
+            if s.pairs is None:
+                raise DataError("shortest_pair_distances needs the neighbor lists: call attach_neighbors first")
+            distances = _pair_distances(s.atoms, s.pairs)
+            numbers = s.atoms.numbers
+            zi, zj = numbers[s.pairs[0]], numbers[s.pairs[1]]
+            for a, b in {(min(x, y), max(x, y)) for x, y in zip(zi.tolist(), zj.tolist())}:
+                mask = ((zi == a) & (zj == b)) | ((zi == b) & (zj == a))
+                key = pair_key(a, b)
+                shortest[key] = min(shortest.get(key, np.inf), float(distances[mask].min()))
+        return shortest
+
+
+def _pair_distances(atoms: Atoms, pairs: PairList) -> np.ndarray:
+    i, j, shifts = pairs
+    vectors = atoms.positions[j] - atoms.positions[i] + shifts @ atoms.cell.array
+    return np.linalg.norm(vectors, axis=1)
 
 
 def _lookup(atoms: Atoms, key: str) -> np.ndarray | None:
@@ -167,7 +208,7 @@ def read_dataset(
             value = _lookup(atoms, key)
             if value is not None:
                 labels[label] = _shaped(label, value, atoms, f"{path} frame {k}")
-        samples.append(Sample(atoms, labels))
+        samples.append(Sample(atoms, labels, origin=f"{path} frame {k}"))
     return Dataset(samples, str(path), keys)
 
 
@@ -178,8 +219,14 @@ def split_indices(n: int, fractions: Sequence[float], seed: int) -> list[np.ndar
     order = np.random.default_rng(seed).permutation(n)
     bounds = np.round(np.cumsum(fractions)[:-1] * n).astype(int)
     parts = np.split(order, bounds)
-    if len(parts[0]) == 0 or (len(fractions) > 1 and len(parts[1]) == 0):
-        raise DataError(f"{n} structures are too few for the split {list(fractions)}")
+    for name, part, fraction in zip(("training", "validation"), parts, fractions):  # the test split may be empty
+        if len(part) == 0:
+            needed = 1 / n if n else 1
+            raise DataError(
+                f"the {name} split is empty: its fraction {fraction:g} of {n} structures rounds to 0 "
+                f"(split {list(fractions)}). Training needs at least one {name} structure: give it a fraction of "
+                f"at least {needed:.2g} in 'split', e.g. [0.8, 0.1, 0.1], or add data"
+            )
     return [np.sort(p) for p in parts]
 
 

@@ -162,18 +162,18 @@ class AtomisticModel(nn.Module):
 
     def close_contact_limit(self, z1: int, z2: int) -> tuple[float, str]:
         """The shortest distance (Å) this model accepts between elements ``z1`` and ``z2``, and why."""
-        a, b = chemical_symbols[z1], chemical_symbols[z2]
         if self.training_min_distances is None:  # untrained: nothing to compare with
             return self.min_distance, f"less than the model's min_distance {self.min_distance:g} Å"
-        seen = self.training_min_distances.get(pair_key(z1, z2))
+        key = pair_key(z1, z2)
+        seen = self.training_min_distances.get(key)
         if seen is not None:
             limit = CLOSE_CONTACT_FRACTION * seen
-            why = (f"closer than {CLOSE_CONTACT_FRACTION:g} × the shortest {a}-{b} distance in the model's training "
+            why = (f"closer than {CLOSE_CONTACT_FRACTION:g} × the shortest {key} distance in the model's training "
                    f"data ({seen:.3g} Å)")
         else:
             bond = float(covalent_radii[z1] + covalent_radii[z2])
             limit = CLOSE_CONTACT_FRACTION * bond
-            why = f"closer than {CLOSE_CONTACT_FRACTION:g} × the {a}-{b} covalent bond length ({bond:.3g} Å)"
+            why = f"closer than {CLOSE_CONTACT_FRACTION:g} × the {key} covalent bond length ({bond:.3g} Å)"
         if limit < self.min_distance:
             return self.min_distance, f"less than the model's min_distance {self.min_distance:g} Å"
         return limit, why

@@ -45,6 +45,7 @@ from ase.data import chemical_symbols
 from ase.symbols import symbols2numbers
 from tqdm import tqdm
 
+from .checks import check_device
 from .data import LABELS, DataError, Dataset, fit_atomic_energies, iterate_batches, make_batch, read_dataset, split_indices
 from .evaluate import error_metrics, format_metrics, predict_dataset
 from .io import load_model, save_model
@@ -104,7 +105,14 @@ class TrainConfig:
         import yaml
 
         with open(path) as f:
-            values = yaml.safe_load(f) or {}
+            try:
+                values = yaml.safe_load(f) or {}
+            except yaml.YAMLError as err:
+                mark = getattr(err, "problem_mark", None)
+                where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+                problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+                raise ValueError(f"{path}{where}: not valid YAML ({problem}); "
+                                 "see models/recipes/ for configs that work") from None
         if not isinstance(values, dict):
             raise ValueError(f"{path}: expected a mapping of config keys")
         config = cls.from_dict(values)
@@ -233,6 +241,7 @@ def _schedule(optimizer, config: TrainConfig):
 def prepare(config: TrainConfig) -> tuple[Dataset, list[np.ndarray], list[int]]:
     """Read and check the data before anything is trained: clear errors come first."""
     config.validate()
+    check_device(config.device)
     dataset = read_dataset(config.data, config.keys)
     for label, weight in config.loss_weights.items():
         if weight and dataset.count(label) == 0:
@@ -250,7 +259,7 @@ def prepare(config: TrainConfig) -> tuple[Dataset, list[np.ndarray], list[int]]:
     if config.frame_weights:
         dataset.set_frame_weights(config.frame_weight_key, {str(k): v for k, v in config.frame_weights.items()})
     splits = split_indices(len(dataset), config.split, config.seed)
-    dataset.attach_neighbors(config.cutoff)
+    dataset.attach_neighbors(config.cutoff, config.hyperparameters.get("min_distance", 0.1))
     return dataset, splits, species
 
 
@@ -275,6 +284,15 @@ def _initial_model(config: TrainConfig, train_set: Dataset, species: list[int]) 
     return model.to(device=config.device, dtype=DTYPES[config.dtype])
 
 
+def merge_min_distances(*records: dict[str, float] | None) -> dict[str, float]:
+    """Per element pair, the shortest distance of any of the records (None: no record)."""
+    merged: dict[str, float] = {}
+    for record in records:
+        for key, value in (record or {}).items():
+            merged[key] = min(merged.get(key, value), value)
+    return merged
+
+
 def _fine_tuning_start(config: TrainConfig, model: AtomisticModel) -> AtomisticModel:
     """``model`` with the weights, reference energies and scale of ``config.init_from``.
 
@@ -290,6 +308,7 @@ def _fine_tuning_start(config: TrainConfig, model: AtomisticModel) -> AtomisticM
         raise ValueError(f"init_from {config.init_from}: the model differs from the config ({details}); "
                          "set the config's architecture, hyperparameters, species and cutoff to the file's")
     model.load_state_dict(start.state_dict())
+    model.set_training_min_distances(start.training_min_distances)
     return model.to(device=config.device, dtype=DTYPES[config.dtype])
 
 
@@ -304,6 +323,9 @@ def train(config: TrainConfig, progress: bool = True) -> AtomisticModel:
         run_dir.mkdir(parents=True, exist_ok=True)
 
     model = _initial_model(config, train_set, species)
+    # Structures far closer than anything in the data (and the start model's) are refused.
+    model.set_training_min_distances(merge_min_distances(model.training_min_distances,
+                                                         dataset.shortest_pair_distances()))
     ema = copy.deepcopy(model).requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = _schedule(optimizer, config)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import inspect
+import math
+from numbers import Real
 from typing import Any, Collection
 
 import torch
 from ase.data import atomic_numbers
 
-from ..potential import AtomisticModel
+from ..potential import MAX_CUTOFF, AtomisticModel
 from .bpnn import BPNN
 from .egnn import EGNN
 from .mace import MACE
@@ -28,6 +30,11 @@ REPRESENTATIONS = {
     "segnn": SEGNN,
     "so3net": SO3Net,
 }
+
+
+class HyperparameterError(TypeError, ValueError):
+    """An unknown hyperparameter name (a TypeError as for any bad keyword, and a ValueError
+    so that the command line reports it as one line)."""
 
 
 def _as_atomic_numbers(species: Collection[int | str]) -> list[int]:
@@ -56,15 +63,23 @@ def build_model(
         cutoff: radial cutoff in Å.
         min_distance: closer atoms are refused as overlapping (Å).
         **hyperparameters: keyword arguments of the architecture's class (see its
-            docstring); an unknown name raises ``TypeError``.
+            docstring); an unknown name raises :class:`HyperparameterError` (a ``TypeError``
+            and ``ValueError``) listing the valid names.
     """
     name = architecture.lower()
     if name not in REPRESENTATIONS:
         raise ValueError(f"unknown architecture {architecture!r}; choose from {sorted(REPRESENTATIONS)}")
-    if cutoff <= 0:
-        raise ValueError(f"cutoff must be positive, got {cutoff}")
+    if not (isinstance(cutoff, Real) and math.isfinite(cutoff) and 0 < cutoff <= MAX_CUTOFF):
+        raise ValueError(f"cutoff must be a number of Å in (0, {MAX_CUTOFF:g}], got {cutoff!r}")
     numbers = sorted(set(_as_atomic_numbers(species)))
     cls = REPRESENTATIONS[name]
+    valid = [k for k in inspect.signature(cls).parameters if k not in ("n_species", "cutoff")]
+    unknown = sorted(set(hyperparameters) - set(valid))
+    if unknown:
+        raise HyperparameterError(
+            f"unknown hyperparameter(s) {unknown} for {name}; its hyperparameters are {valid} "
+            f"(and min_distance); see the docstring of ase_mpnn.zoo.{cls.__name__}"
+        )
     representation = cls(len(numbers), cutoff, **hyperparameters)
     # Save every hyperparameter, defaults included, so a file rebuilds the same model
     # even if a later version changes a default.
