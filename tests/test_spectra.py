@@ -20,6 +20,7 @@ from scipy.optimize import brentq
 from scipy.signal import lfilter
 
 from ase_mpnn.md.recorder import MDRecorder
+from ase_mpnn.spectra.peaks import critical_significance
 from ase_mpnn.spectra import (
     POLARIZABILITY_TO_A3,
     WATER_GAS_FUNDAMENTALS,
@@ -447,8 +448,49 @@ def test_find_peaks_two_lorentzians():
     table = peak_table(peaks, WATER_GAS_FUNDAMENTALS)
     # 1600.3 matches the bend (+5.3); the stretches have no peak within 250 cm⁻¹: own rows.
     rows = table.splitlines()
-    assert len(rows) == 6 and "bend ν2" in rows[2] and "+5.3" in rows[2]
-    assert "asym. stretch ν3" in rows[5] and rows[5].startswith("| – |")
+    assert len(rows) == 8 and "bend ν2" in rows[2] and "+5.3" in rows[2]
+    assert "asym. stretch ν3" in rows[5] and rows[5].startswith("| – | no band found")
+    assert "no measured noise" in rows[7]  # a synthetic spectrum: no trajectories, no noise test
+
+
+def band_and_noise(rng, n, center, width, dt=DT):
+    """A damped resonator driven by white noise (one band) plus white measurement noise."""
+    omega, gamma = omega_per_fs(center), omega_per_fs(width)
+    x, v, out = 0.0, 0.0, np.empty(n)
+    kicks = rng.normal(size=n) * np.sqrt(2 * gamma * dt)
+    for k in range(n):
+        v += (-omega**2 * x - gamma * v) * dt + kicks[k]
+        x += v * dt
+        out[k] = x
+    return out / out.std() + 0.05 * rng.normal(size=n)
+
+
+def test_peaks_above_the_noise_only():
+    """One stochastic band in noise, 8 trajectories: the band is found, the noise wiggles are not."""
+    rng = np.random.default_rng(5)
+    trajs = [band_and_noise(rng, 2**13, 1650.0, 30.0)[:, None] * np.ones(3) for _ in range(8)]
+    ir = ir_spectrum(trajs, DT, max_lag_fs=500.0)
+    everything = find_peaks(ir, 1e-4, lo=200, hi=4000, min_significance=None)
+    assert len(everything) >= 5  # the noise floor has wiggles
+    significant = find_peaks(ir, 1e-4, lo=200, hi=4000)
+    assert significant[0].position == pytest.approx(1650.0, abs=10.0) and significant[0].significance > 5
+    assert all(p.significance >= critical_significance(3.0, 8) for p in significant)
+    assert critical_significance(3.0, 8) == pytest.approx(4.6, abs=0.1)
+    assert critical_significance(3.0, 10**6) == pytest.approx(3.0, abs=0.01)
+    assert len(significant) < len(everything) / 3
+    table = peak_table(significant, {"band": 1650.0, "elsewhere": 1000.0}, units=ir.units)
+    assert "no band found within ±250 cm⁻¹ | | | | | elsewhere" in table
+    assert f"height ({ir.units})" in table and "S/N" in table
+
+
+def test_white_noise_has_no_peaks_above_the_noise():
+    """3 standard errors against the look-elsewhere effect: averaged pure noise shows no band."""
+    rng = np.random.default_rng(7)
+    found = [find_peaks(ir_spectrum([rng.normal(size=(2**13, 3)) for _ in range(4)], DT, max_lag_fs=500.0),
+                        0.02, lo=200, hi=4000) for _ in range(10)]
+    assert sum(len(f) for f in found) <= 1
+    untested = find_peaks(ir_spectrum(rng.normal(size=(2**13, 3)), DT, max_lag_fs=500.0), 0.02, lo=200, hi=4000)
+    assert untested and "one trajectory, no measured noise" in peak_table(untested)
 
 
 def test_plot_and_csv(tmp_path):

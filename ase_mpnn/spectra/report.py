@@ -163,7 +163,7 @@ def write_spectra(
             km = [spectrum.km_per_mol(p.left, p.right) for p in peaks]
             title += "; band intensities (between the neighbouring minima): " + ", ".join(
                 f"{p.position:.0f} cm⁻¹ {k:.3g} km/mol" for p, k in zip(peaks, km))
-        tables.append(f"## {title}\n\n{peak_table(peaks, reference)}")
+        tables.append(f"## {title}\n\n{peak_table(peaks, reference, units=spectrum.units)}")
     if raman:
         spectra = raman_spectrum_from_file(loaded, laser_wavenumber_cm1=laser_wavenumber_cm1,
                                            temperature_K=temperature_K if laser_wavenumber_cm1 else None, **common)
@@ -175,15 +175,16 @@ def write_spectra(
         rho = [float(np.interp(p.position, spectra.wavenumber, spectra.depolarization.intensity)) for p in peaks]
         title = "Raman peaks (parallel polarisation); depolarization ratios: " + ", ".join(
             f"{p.position:.0f} cm⁻¹ ρ = {r:.2f}" for p, r in zip(peaks, rho))
-        tables.append(f"## {title}\n\n{peak_table(peaks, reference)}")
+        tables.append(f"## {title}\n\n{peak_table(peaks, reference, units=spectra.parallel.units)}")
     if power:
         spectrum = power_spectrum_from_file(loaded, temperature_K=temperature_K, **common)
         report.spectra["power"] = spectrum
         report.files.append(spectrum.to_csv(f"{prefix}_power.csv"))
         report.files.append(plot_spectra(spectrum, f"{prefix}_power.png", xlim=xlim, reference=reference,
                                          title="Vibrational density of states"))
+        peaks = find_peaks(spectrum, min_prominence, lo=max(xlim[0], 200.0), hi=xlim[1])
         tables.append(f"## Power spectrum peaks ({spectrum.units})\n\n"
-                      f"{peak_table(find_peaks(spectrum, min_prominence, lo=max(xlim[0], 200.0), hi=xlim[1]), reference)}")
+                      f"{peak_table(peaks, reference, units=spectrum.units)}")
     peaks_path = f"{prefix}_peaks.md"
     with open(peaks_path, "w", encoding="utf-8") as f:
         f.write("\n".join(f"{line}  " for line in lines) + "\n\n" + "\n\n".join(tables) + "\n")
