@@ -94,23 +94,7 @@ def format_metrics(metrics: dict[str, float]) -> str:
 
 
 def parity_plot(predicted: dict[str, np.ndarray], reference: dict[str, np.ndarray], path: str | os.PathLike) -> None:
-    """Predicted against reference, one panel per property, saved to ``path`` (PNG)."""
-    import matplotlib
+    """Predicted against reference per property, saved to ``path`` (PNG); see :mod:`.training_plots`."""
+    from .training_plots import parity_plot as draw
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    labels = [label for label in LABELS if label in predicted]
-    fig, axes = plt.subplots(1, len(labels), figsize=(4 * len(labels), 4), squeeze=False)
-    for ax, label in zip(axes[0], labels):
-        x, y = reference[label].ravel(), predicted[label].ravel()
-        ax.plot(x, y, ".", ms=2, alpha=0.5)
-        lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
-        ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
-        mae = np.abs(x - y).mean()
-        ax.set_title(f"{label} (MAE {mae:.3g} {UNITS[label]})")
-        ax.set_xlabel(f"reference ({UNITS[label]})")
-        ax.set_ylabel(f"predicted ({UNITS[label]})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    draw(predicted, reference, path)
