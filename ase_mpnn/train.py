@@ -55,6 +55,9 @@ from .zoo import build_model
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
+PLOT_INTERVAL_S = 30.0  # learning_curve.png is redrawn after an epoch when this much time has passed
+
+
 @dataclass
 class TrainConfig:
     """Everything a training run needs; ``ase-mpnn train`` reads it from YAML."""
@@ -351,6 +354,7 @@ def train(config: TrainConfig, progress: bool = True) -> AtomisticModel:
     dtype = DTYPES[config.dtype]
     bar = tqdm(total=config.max_epochs, initial=state["epoch"], disable=not progress or rank != 0, desc="epochs")
     start_time = time.perf_counter() - state["seconds"]
+    last_plot = -float("inf")  # the first epoch draws the curve
     while state["epoch"] < config.max_epochs and state["stale"] < config.early_stopping_patience:
         if config.max_minutes is not None and (time.perf_counter() - start_time) / 60 > config.max_minutes:
             break
@@ -405,6 +409,9 @@ def train(config: TrainConfig, progress: bool = True) -> AtomisticModel:
         if rank == 0:
             _write_checkpoint(checkpoint_path, model, ema, optimizer, scheduler, rng, best_weights, state)
             _write_history(run_dir / "metrics.csv", state["history"])
+            if time.perf_counter() - last_plot > PLOT_INTERVAL_S:  # drawing takes ~1 s: not every short epoch
+                learning_curve(state["history"], run_dir / "learning_curve.png")
+                last_plot = time.perf_counter()
         bar.update(1)
         bar.set_postfix(train=f"{row['train_loss']:.3g}", val=f"{val_loss:.3g}", lr=f"{row['lr']:.2g}")
     bar.close()
@@ -486,21 +493,7 @@ def _finish(config, model, dataset, train_idx, val_idx, test_idx, state, progres
 
 
 def learning_curve(history: list[dict], path: Path) -> None:
-    """Training and validation loss against epoch, log scale, saved as PNG."""
-    if not history:
-        return
-    import matplotlib
+    """The run's figure (loss, per-property MAE in physical units, learning rate); see :mod:`.training_plots`."""
+    from .training_plots import learning_curve as draw
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [row["epoch"] for row in history]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.semilogy(epochs, [row["train_loss"] for row in history], label="train")
-    ax.semilogy(epochs, [row["val_loss"] for row in history], label="validation (EMA)")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("weighted loss")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    draw(history, path)
