@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import warnings
 import sys
 from typing import Sequence
 
@@ -26,7 +28,12 @@ import numpy as np
 def _create(args: argparse.Namespace) -> int:
     from . import build_model, save_model
 
-    hyper = json.loads(args.hyperparameters) if args.hyperparameters else {}
+    try:
+        hyper = json.loads(args.hyperparameters) if args.hyperparameters else {}
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--hyperparameters must be a JSON object, e.g. '{{\"n_features\": 64}}' ({err})") from None
+    if not isinstance(hyper, dict):
+        raise ValueError(f"--hyperparameters must be a JSON object, e.g. '{{\"n_features\": 64}}', got {hyper!r}")
     model = build_model(args.architecture, args.species, cutoff=args.cutoff, **hyper)
     save_model(model, args.output, metadata={"note": "untrained"})
     print(f"wrote untrained {args.architecture} model for {', '.join(model.elements)} to {args.output}")
@@ -63,7 +70,7 @@ def _predict(args: argparse.Namespace) -> int:
     calc = MPNNCalculator(args.model, device=args.device, dtype=torch_dtype(args.dtype))
     structures = []
     for path in args.structures:
-        structures.extend(ase.io.read(path, ":"))
+        structures.extend(read_structures(path, ":"))
     properties = ["energy", "forces", "dipole", "charges", "polarizability"]
     if all(a.pbc.all() for a in structures):
         properties.append("stress")
@@ -133,7 +140,7 @@ def _ipi_client(args: argparse.Namespace) -> int:
     else:
         where = dict(unix=args.unix, sockets_prefix=args.sockets_prefix)
     calc = MPNNCalculator(args.model, device=args.device, dtype=torch_dtype(args.dtype))
-    atoms = ase.io.read(args.structure)
+    atoms = read_structures(args.structure)
     try:
         run_client(calc, atoms, extras=args.extras, extras_units=args.extras_units,
                    connect_timeout=args.connect_timeout,
@@ -152,7 +159,7 @@ def _md(args: argparse.Namespace) -> int:
     from . import MPNNCalculator
     from .md import MDRecorder, langevin, nve, run_md
 
-    atoms = ase.io.read(args.structure)
+    atoms = read_structures(args.structure)
     atoms.calc = MPNNCalculator(args.model, device=args.device, dtype=torch_dtype(args.dtype))
     checkpoint = args.checkpoint or f"{args.output}.checkpoint.npz"
     resuming = os.path.exists(checkpoint)
@@ -217,7 +224,7 @@ def _rpmd(args: argparse.Namespace) -> int:
             raise ValueError(f"{checkpoint} continues a run with beads, temperature, thermostat, timestep = "
                              f"{saved}, not {asked}: repeat that run's options, or remove the checkpoint")
     else:
-        md = RingPolymerMD(ase.io.read(args.structure), calc, n_beads=args.beads, temperature_K=args.temperature,
+        md = RingPolymerMD(read_structures(args.structure), calc, n_beads=args.beads, temperature_K=args.temperature,
                            timestep=args.timestep * units.fs, thermostat=thermostat, tau=args.tau * units.fs,
                            seed=args.seed, propagator=args.propagator)
     with RingPolymerRecorder(md, args.output, interval=args.interval, mode="a" if resuming else "w",
@@ -264,6 +271,50 @@ def _harmonic(args: argparse.Namespace) -> int:
                           delta=args.delta, device=args.device, dtype=args.dtype, workdir=args.workdir,
                           reference=args.reference))
     return 0
+
+
+def whole(minimum: int):
+    """An argparse type: a whole number >= ``minimum``, refused with the range otherwise."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {minimum}, got {value}")
+        return value
+    return parse
+
+
+def number(minimum: float, strict: bool = False):
+    """An argparse type: a finite number >= ``minimum`` (> with ``strict``)."""
+    relation = ">" if strict else ">="
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number {relation} {minimum:g}, got {text!r}") from None
+        if not (math.isfinite(value) and (value > minimum if strict else value >= minimum)):
+            raise argparse.ArgumentTypeError(f"must be a finite number {relation} {minimum:g}, got {text}")
+        return value
+    return parse
+
+
+def read_structures(path: str, index: str | int = -1):
+    """Frames of a structure file (``ase.io.read``), or a one-line ValueError saying why not."""
+    import ase.io
+
+    if not os.path.isfile(path):
+        raise ValueError(f"{path}: no such structure file" + (" (a directory)" if os.path.isdir(path) else ""))
+    try:
+        return ase.io.read(path, index)
+    except Exception as err:  # ase.io raises many types for files it cannot parse
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ValueError(
+            f"{path}: cannot read structures ({type(err).__name__}{': ' + first if first else ''}): is it a "
+            "structure file (extxyz, xyz, cif, POSCAR, ...) with the right extension?"
+        ) from None
 
 
 def torch_dtype(name: str):
@@ -332,27 +383,27 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("model")
     predict.add_argument("structures", nargs="+")
     predict.add_argument("-o", "--output", help="write structures with predictions (extxyz)")
-    predict.add_argument("--batch-size", type=int, default=64, help="structures per model call (default 64)")
+    predict.add_argument("--batch-size", type=whole(1), default=64, help="structures per model call (default 64)")
     add_device_dtype(predict, "float32")
     predict.set_defaults(func=_predict)
 
     md = sub.add_parser("md", help="Langevin (or NVE) MD with a model, recording observables to HDF5")
     md.add_argument("structure", help="starting structure (any ase.io format)")
     md.add_argument("--model", required=True)
-    md.add_argument("--steps", type=int, required=True, help="total steps (a restart runs the rest)")
-    md.add_argument("--temperature", type=float, default=300.0, help="K (default 300)")
-    md.add_argument("--timestep", type=float, default=0.5, help="fs (default 0.5)")
-    md.add_argument("--friction", type=float, default=0.01, help="Langevin friction, 1/fs (default 0.01)")
+    md.add_argument("--steps", type=whole(0), required=True, help="total steps (a restart runs the rest)")
+    md.add_argument("--temperature", type=number(0), default=300.0, help="K (default 300)")
+    md.add_argument("--timestep", type=number(0, strict=True), default=0.5, help="fs (default 0.5)")
+    md.add_argument("--friction", type=number(0), default=0.01, help="Langevin friction, 1/fs (default 0.01)")
     md.add_argument("--nve", action="store_true", help="velocity Verlet instead of Langevin")
-    md.add_argument("--equilibrate", type=int, default=0, metavar="STEPS",
+    md.add_argument("--equilibrate", type=whole(0), default=0, metavar="STEPS",
                     help="Langevin steps at --temperature before recording starts, not recorded (default 0). "
                          "Velocities start at --temperature (Maxwell-Boltzmann) unless the file has momenta")
     md.add_argument("--seed", type=int, default=0, help="seed of the thermostat noise and initial velocities")
     md.add_argument("-o", "--output", default="md.h5", help="HDF5 record (default md.h5)")
-    md.add_argument("--interval", type=int, default=1, help="record every N steps (default 1)")
+    md.add_argument("--interval", type=whole(1), default=1, help="record every N steps (default 1)")
     md.add_argument("--checkpoint", help="checkpoint file (default OUTPUT.checkpoint.npz); "
                     "if it exists the run resumes from it")
-    md.add_argument("--checkpoint-interval", type=int, default=1000, help="steps between checkpoints (default 1000)")
+    md.add_argument("--checkpoint-interval", type=whole(1), default=1000, help="steps between checkpoints (default 1000)")
     md.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_device_dtype(md, "float32")
     md.set_defaults(func=_md)
@@ -361,22 +412,22 @@ def build_parser() -> argparse.ArgumentParser:
                           "recording centroid observables to HDF5")
     rpmd.add_argument("structure", help="starting structure (any ase.io format); beads start on it")
     rpmd.add_argument("--model", required=True)
-    rpmd.add_argument("--steps", type=int, required=True, help="total steps (a restart runs the rest)")
-    rpmd.add_argument("--beads", type=int, default=32, help="number of beads P (default 32)")
-    rpmd.add_argument("--temperature", type=float, default=300.0, help="K (default 300)")
-    rpmd.add_argument("--timestep", type=float, default=0.25, help="fs (default 0.25)")
+    rpmd.add_argument("--steps", type=whole(0), required=True, help="total steps (a restart runs the rest)")
+    rpmd.add_argument("--beads", type=whole(1), default=32, help="number of beads P (default 32)")
+    rpmd.add_argument("--temperature", type=number(0, strict=True), default=300.0, help="K (default 300)")
+    rpmd.add_argument("--timestep", type=number(0, strict=True), default=0.25, help="fs (default 0.25)")
     rpmd.add_argument("--thermostat", default="pile_l", choices=["pile_l", "pile_g", "trpmd", "none"],
                       help="pile_l (default), pile_g, trpmd (centroid unthermostatted: for spectra), none (NVE)")
-    rpmd.add_argument("--tau", type=float, default=100.0, help="centroid thermostat time constant, fs (default 100)")
+    rpmd.add_argument("--tau", type=number(0, strict=True), default=100.0, help="centroid thermostat time constant, fs (default 100)")
     rpmd.add_argument("--propagator", default="exact", choices=["exact", "cayley"],
                       help="free ring-polymer propagation (cayley: stable for large P·dt)")
     rpmd.add_argument("--seed", type=int, default=0, help="seed of the thermostat noise")
     rpmd.add_argument("-o", "--output", default="rpmd.h5", help="HDF5 record (default rpmd.h5)")
-    rpmd.add_argument("--interval", type=int, default=4, help="record every N steps (default 4)")
+    rpmd.add_argument("--interval", type=whole(1), default=4, help="record every N steps (default 4)")
     rpmd.add_argument("--record-beads", action="store_true", help="also record every bead's positions")
     rpmd.add_argument("--checkpoint", help="checkpoint file (default OUTPUT.checkpoint.npz); "
                       "if it exists the run resumes from it")
-    rpmd.add_argument("--checkpoint-interval", type=int, default=1000, help="steps between checkpoints (default 1000)")
+    rpmd.add_argument("--checkpoint-interval", type=whole(1), default=1000, help="steps between checkpoints (default 1000)")
     rpmd.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_device_dtype(rpmd, "float32")
     rpmd.set_defaults(func=_rpmd)
@@ -390,8 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
     spectrum.add_argument("--power", action="store_true", help="vibrational density of states (velocities)")
     spectrum.add_argument("-o", "--output", default="spectrum", help="output prefix (default 'spectrum': "
                           "spectrum_ir.csv, spectrum_ir.png, ..., spectrum_peaks.md)")
-    spectrum.add_argument("--temperature", type=float, help="K, for absolute IR units (default: the records')")
-    spectrum.add_argument("--max-lag", type=float, default=2000.0,
+    spectrum.add_argument("--temperature", type=number(0, strict=True), help="K, for absolute IR units (default: the records')")
+    spectrum.add_argument("--max-lag", type=number(0, strict=True), default=2000.0,
                           help="correlation length in fs (default 2000: Hann lines ≈ 12 cm⁻¹ wide)")
     spectrum.add_argument("--window", default="hann", choices=["hann", "gaussian", "cos2", "none"])
     spectrum.add_argument("--quantum-correction", choices=["harmonic", "standard", "schofield"],
@@ -400,14 +451,14 @@ def build_parser() -> argparse.ArgumentParser:
     spectrum.add_argument("--range", type=float, nargs=2, default=[0.0, 4500.0], metavar=("LO", "HI"),
                           help="cm⁻¹ range of plots and peak tables (default 0 4500)")
     spectrum.add_argument("--reference", nargs="+", help="'water' (experimental gas-phase bands) or positions in cm⁻¹")
-    spectrum.add_argument("--dt", type=float, help="time between frames in fs (MD time step × writing interval), for "
+    spectrum.add_argument("--dt", type=number(0, strict=True), help="time between frames in fs (MD time step × writing interval), for "
                           "files that do not store it (extxyz, .traj not written by ASE's dynamics)")
     spectrum.add_argument("--model", help="model file: predicts the dipoles/polarizabilities that files lack")
     spectrum.add_argument("--predict", default="missing", choices=["missing", "always"],
                           help="with --model: predict only what files lack (default) or always (replace theirs)")
     add_device_dtype(spectrum, "float32")
-    spectrum.add_argument("--batch-size", type=int, help="most frames (× beads) per model call (default 2048)")
-    spectrum.add_argument("--max-edges", type=int, help="most graph edges per model call, at least one frame "
+    spectrum.add_argument("--batch-size", type=whole(1), help="most frames (× beads) per model call (default 2048)")
+    spectrum.add_argument("--max-edges", type=whole(1), help="most graph edges per model call, at least one frame "
                           "(default 1500 on a CPU: cache-sized batches are fastest; 200000 on a GPU)")
     spectrum.add_argument("--cache", metavar="DIR", help="keep predictions in DIR: the next spectrum of the same "
                           "trajectory with the same model reads them instead of predicting again")
@@ -426,8 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
     harmonic.add_argument("structure", help="structure file (any ase.io format; the last frame)")
     harmonic.add_argument("--model", required=True)
     harmonic.add_argument("--no-optimize", action="store_true", help="do not relax the structure first")
-    harmonic.add_argument("--fmax", type=float, default=1e-4, help="relaxation threshold, eV/Å (default 1e-4)")
-    harmonic.add_argument("--delta", type=float, default=1e-3,
+    harmonic.add_argument("--fmax", type=number(0, strict=True), default=1e-4, help="relaxation threshold, eV/Å (default 1e-4)")
+    harmonic.add_argument("--delta", type=number(0, strict=True), default=1e-3,
                           help="finite-difference step, Å (default 1e-3: the δ → 0 limit)")
     harmonic.add_argument("--workdir", help="keep the displacement cache here (default: temporary)")
     harmonic.add_argument("--reference", help="JSON of reference harmonic numbers to print beside the model's "
@@ -450,7 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="use only the frames of this split saved in the model file")
     evaluate.add_argument("--keys", help='JSON label -> key map, e.g. \'{"energy": "E_dft"}\'')
     evaluate.add_argument("--plot", help="write a parity plot (PNG)")
-    evaluate.add_argument("--batch-size", type=int, default=32, help="structures per model call (default 32)")
+    evaluate.add_argument("--batch-size", type=whole(1), default=32, help="structures per model call (default 32)")
     add_device_dtype(evaluate, "float64")
     evaluate.set_defaults(func=_eval)
 
@@ -470,9 +521,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="results sent as JSON extras (default both; none: empty extras)")
     ipi.add_argument("--extras-units", default="atomic", choices=["atomic", "ase"],
                      help="units of the extras: atomic (e·Bohr, Bohr³) or ase (e·Å, e²Å²/eV)")
-    ipi.add_argument("--connect-timeout", type=float, default=60.0,
+    ipi.add_argument("--connect-timeout", type=number(0), default=60.0,
                      help="seconds to retry connecting while i-PI starts (default 60)")
-    ipi.add_argument("--timeout", type=float, default=600.0,
+    ipi.add_argument("--timeout", type=number(0), default=600.0,
                      help="give up after this many seconds without a message from i-PI, which polls live "
                           "clients continually (default 600; 0: wait for ever)")
     ipi.set_defaults(func=_ipi_client)
@@ -485,11 +536,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     # which is why ase_mpnn imports torch lazily. An explicit setting wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError) as err:  # our errors say what to do; no traceback
-        print(f"ase-mpnn: error: {err}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning  # one line on stderr, as errors are
+        try:
+            return args.func(args)
+        except ValueError as err:  # our errors say what to do; no traceback
+            print(f"ase-mpnn: error: {err}", file=sys.stderr)
+            return 2
+        except OSError as err:  # a missing or unreadable file, named
+            what = err.strerror or ("no such file" if isinstance(err, FileNotFoundError) else type(err).__name__)
+            name = err.filename if err.filename is not None else (err.args[0] if err.args else "")
+            print(f"ase-mpnn: error: {what}: {name}", file=sys.stderr)
+            return 2
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"ase-mpnn: warning: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":

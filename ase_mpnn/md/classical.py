@@ -40,9 +40,15 @@ from ase import Atoms, units
 from ase.md.langevin import Langevin
 from ase.md.verlet import VelocityVerlet
 
+from ..neighbors import NeighborListError
+from ..potential import InputError, NonFiniteResultError
+from .guards import BlowUpGuard, check_md_settings, warn_large_timestep
 from .recorder import MDRecorder
 
 CHECKPOINT_VERSION = 1
+# Errors of a force call that, after successful steps, mean the dynamics went wrong
+# (atoms pushed onto each other, NaN positions or results): reported as a blow-up.
+_MID_RUN_FAILURES = (InputError, NeighborListError, NonFiniteResultError)
 
 
 def langevin(
@@ -63,7 +69,12 @@ def langevin(
         seed: seed of the ``numpy.random.Generator`` (or a Generator); None draws
             fresh entropy. The Generator is ``dyn.rng``; :func:`run_md` checkpoints it.
         **kwargs: passed to ``Langevin`` (``logfile``, ``trajectory``, ...).
+
+    Raises ``ValueError`` for a time step ≤ 0 or a negative temperature or friction, and
+    warns if the time step is large for the lightest atom (see :mod:`ase_mpnn.md.guards`).
     """
+    check_md_settings(timestep_fs, temperature_K, friction_per_fs)
+    warn_large_timestep(atoms, timestep_fs)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     return Langevin(
         atoms,
@@ -77,7 +88,12 @@ def langevin(
 
 
 def nve(atoms: Atoms, timestep_fs: float, **kwargs: Any) -> VelocityVerlet:
-    """ASE velocity Verlet (NVE) with the time step in fs; ``kwargs`` go to ``VelocityVerlet``."""
+    """ASE velocity Verlet (NVE) with the time step in fs; ``kwargs`` go to ``VelocityVerlet``.
+
+    Checks and warns about the time step as :func:`langevin` does.
+    """
+    check_md_settings(timestep_fs)
+    warn_large_timestep(atoms, timestep_fs)
     return VelocityVerlet(atoms, timestep=timestep_fs * units.fs, **kwargs)
 
 
@@ -143,10 +159,16 @@ def run_md(
     first and only the remaining steps run; the recorder (opened with ``mode="a"``)
     drops the frames the interrupted run wrote after that checkpoint. A checkpoint is
     written every ``checkpoint_interval`` steps and at the end. The recorder is attached
-    if it is not yet. Returns the dynamics.
+    if it is not yet. A run that blows up (temperature above 10 × its reference, or NaN)
+    stops with :class:`~ase_mpnn.md.guards.MDBlowUpError`. Returns the dynamics.
     """
     from tqdm.auto import tqdm
 
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ValueError(f"steps must be a whole number >= 0 (the total, a restart runs the rest), got {steps!r}")
+    if isinstance(checkpoint_interval, bool) or not isinstance(checkpoint_interval, (int, np.integer)) \
+            or checkpoint_interval < 1:
+        raise ValueError(f"checkpoint_interval must be a whole number of steps >= 1, got {checkpoint_interval!r}")
     resumed = checkpoint_path is not None and os.path.exists(checkpoint_path)
     if resumed:
         load_checkpoint(checkpoint_path, dynamics)
@@ -155,6 +177,8 @@ def run_md(
             recorder.truncate(after_step=dynamics.nsteps)
         if recorder.dynamics is not dynamics:
             recorder.attach(dynamics)
+    guard = BlowUpGuard(dynamics)
+    dynamics.attach(guard, interval=1)
     observer = None
     if checkpoint_path is not None:
         def observer() -> None:
@@ -167,14 +191,20 @@ def run_md(
         dynamics.attach(observer, interval=checkpoint_interval)
     remaining = max(0, steps - dynamics.nsteps)
     try:
+        if remaining:
+            # The starting structure first (calculators cache it for the first step): its
+            # errors are its own; the same errors later mean the dynamics went wrong.
+            dynamics.atoms.get_forces()
         with tqdm(total=steps, initial=dynamics.nsteps, disable=not progress, unit="step") as bar:
-            for _ in dynamics.irun(remaining):
-                bar.update(dynamics.nsteps - bar.n)
+            try:
+                for _ in dynamics.irun(remaining):
+                    bar.update(dynamics.nsteps - bar.n)
+            except _MID_RUN_FAILURES as err:
+                raise guard.error(str(err), during_step=True) from err
         if recorder is not None:
             recorder.flush()
         if checkpoint_path is not None:
             save_checkpoint(checkpoint_path, dynamics)
     finally:
-        if observer is not None:
-            dynamics.observers[:] = [o for o in dynamics.observers if o[0] is not observer]
+        dynamics.observers[:] = [o for o in dynamics.observers if o[0] is not observer and o[0] is not guard]
     return dynamics
