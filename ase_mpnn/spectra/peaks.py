@@ -207,6 +207,8 @@ def peak_table(peaks: Sequence[Peak], reference: Mapping[str, float] | Sequence[
     lines += [f"| – | no band found within ±{max_shift_cm1:g} cm⁻¹ | | | | | {name} | {value:.{digits}f} | |"
               for name, value in unmatched]
     notes = []
+    if not peaks:
+        notes.append("No peak in this range stands out (of the noise, or at all).")
     if overlapping:
         notes.append("¹ the band does not fall to half its height before the neighbouring band's minimum, "
                      "so it has no FWHM of its own.")
