@@ -478,6 +478,14 @@ def test_peaks_above_the_noise_only():
     assert critical_significance(3.0, 8) == pytest.approx(4.6, abs=0.1)
     assert critical_significance(3.0, 10**6) == pytest.approx(3.0, abs=0.01)
     assert len(significant) < len(everything) / 3
+    flagged = find_peaks(ir, 1e-4, lo=200, hi=4000, drop_below_noise=False)
+    assert len(flagged) == len(everything)
+    assert [p.position for p in flagged if p.above_noise] == [p.position for p in significant]
+    # A reference next to a noise peak is not matched to it.
+    noise_peak = next(p for p in flagged if not p.above_noise
+                      and all(abs(p.position - q.position) > 300 for q in significant))
+    table = peak_table(flagged, {"fake": noise_peak.position + 1.0})
+    assert "noise?" in table and "no band above the noise within ±250 cm⁻¹ | | | | | fake" in table
     table = peak_table(significant, {"band": 1650.0, "elsewhere": 1000.0}, units=ir.units)
     assert "no band found within ±250 cm⁻¹ | | | | | elsewhere" in table
     assert f"height ({ir.units})" in table and "S/N" in table

@@ -43,7 +43,9 @@ class Peak:
     width at half ``height`` in cm⁻¹ (linear interpolation; nan if the band does not
     fall to half height before a neighbouring minimum, i.e. it overlaps its neighbour);
     prominence: as scipy.signal; significance: prominence over its standard error
-    (nan when the spectrum carries no noise estimate).
+    (nan when the spectrum carries no noise estimate); threshold: the least
+    significance that counts (see :func:`critical_significance`; nan: not tested);
+    above_noise: significance ≥ threshold (None: not tested).
     """
 
     position: float
@@ -54,6 +56,8 @@ class Peak:
     right: float
     prominence: float
     significance: float = float("nan")
+    threshold: float = float("nan")
+    above_noise: bool | None = None
 
 
 def _half_crossing(w: np.ndarray, y: np.ndarray, top: int, stop: int, half: float) -> float:
@@ -90,6 +94,7 @@ def find_peaks(
     min_distance_cm1: float | None = None,
     max_peaks: int | None = None,
     min_significance: float | None = 3.0,
+    drop_below_noise: bool = True,
 ) -> list[Peak]:
     """Bands of ``spectrum`` between ``lo`` and ``hi`` cm⁻¹, sorted by position.
 
@@ -102,6 +107,8 @@ def find_peaks(
         min_significance: the noise test's level in Gaussian standard deviations
             (see the module doc; :func:`critical_significance` gives the threshold in
             standard errors); None, or a spectrum without a standard error, skips it.
+        drop_below_noise: leave out peaks that fail the noise test (default); False
+            keeps them, marked ``above_noise=False``, for a table that shows them.
 
     Areas are integrated (trapezoid) between the minima of the spectrum that separate
     a peak from its neighbouring peaks (or the ends of the range), so overlapping
@@ -146,13 +153,15 @@ def find_peaks(
                 else props["right_bases"][n]
             error = float(np.hypot(noise[i], noise[base]))
             significance = props["prominences"][n] / error if error > 0 else np.inf
-            if threshold is not None and significance < threshold:
+            if threshold is not None and significance < threshold and drop_below_noise:
                 continue
         peaks.append(Peak(
             position=float(w[i] + delta * spacing), height=float(height),
             area=float(trapezoid(y[left : right + 1], w[left : right + 1])), fwhm=float(fwhm),
             left=float(w[left]), right=float(w[right]), prominence=float(props["prominences"][n]),
             significance=float(significance),
+            threshold=float("nan") if threshold is None else threshold,
+            above_noise=None if threshold is None else bool(significance >= threshold),
         ))
     return peaks
 
@@ -175,9 +184,11 @@ def peak_table(peaks: Sequence[Peak], reference: Mapping[str, float] | Sequence[
     if reference is not None:
         items = reference.items() if isinstance(reference, Mapping) else [(f"{r:g}", r) for r in reference]
         positions = np.array([p.position for p in peaks])
+        countable = np.array([p.above_noise is not False for p in peaks], dtype=bool)
         for name, value in items:
-            nearest = int(np.argmin(np.abs(positions - value))) if peaks else -1
-            if peaks and abs(positions[nearest] - value) <= max_shift_cm1:
+            distance = np.where(countable, np.abs(positions - value), np.inf) if peaks else np.array([np.inf])
+            nearest = int(np.argmin(distance))
+            if distance[nearest] <= max_shift_cm1:
                 matches.setdefault(nearest, []).append((str(name), float(value)))
             else:
                 unmatched.append((str(name), float(value)))
@@ -195,7 +206,9 @@ def peak_table(peaks: Sequence[Peak], reference: Mapping[str, float] | Sequence[
             width = f"{p.fwhm:.{digits}f}"
         else:
             width, overlapping = "overlaps¹", True
-        signal = f"{p.significance:.0f}" if np.isfinite(p.significance) else "–²"
+        signal = f"{p.significance:.1f}" if np.isfinite(p.significance) else "–²"
+        if p.above_noise is False:
+            signal += f" (< {p.threshold:.1f}: noise?)"
         row = f"| {n + 1} | {p.position:.{digits}f} | {p.height:.4g} | {p.area:.4g} | {width} | {signal} |"
         if reference is None:
             lines.append(row)
@@ -204,7 +217,9 @@ def peak_table(peaks: Sequence[Peak], reference: Mapping[str, float] | Sequence[
         for name, value in matches.get(n, [("", np.nan)]):
             extra = f" {name} | {value:.{digits}f} | {p.position - value:+.{digits}f} |" if name else " | | |"
             lines.append(row + extra)
-    lines += [f"| – | no band found within ±{max_shift_cm1:g} cm⁻¹ | | | | | {name} | {value:.{digits}f} | |"
+    tested = any(p.above_noise is not None for p in peaks)
+    found = "no band above the noise" if tested else "no band found"
+    lines += [f"| – | {found} within ±{max_shift_cm1:g} cm⁻¹ | | | | | {name} | {value:.{digits}f} | |"
               for name, value in unmatched]
     notes = []
     if not peaks:
@@ -216,6 +231,9 @@ def peak_table(peaks: Sequence[Peak], reference: Mapping[str, float] | Sequence[
         notes.append("² one trajectory, no measured noise: peaks were not tested against it (average "
                      "independent trajectories for a standard error).")
     elif peaks:
-        notes.append("S/N: prominence (top − higher base) over its standard error; peaks below the "
-                     "3-sigma level (Student's t for the number of trajectories) are not listed.")
+        threshold = max(p.threshold for p in peaks)
+        notes.append(f"S/N: prominence (top − higher base) over its standard error, from the spread of the "
+                     f"trajectories. A band counts from {threshold:.1f} (3 sigma, Student's t for the number of "
+                     "trajectories); peaks marked 'noise?' are not matched to reference bands. More or longer "
+                     "trajectories lower the noise.")
     return "\n".join(lines + ([""] + notes if notes else []))

@@ -68,12 +68,7 @@ def plot_spectra(
             hi = (shown.intensity + shown.std_error) * scale
             ax.fill_between(shown.wavenumber, lo, hi, color=line.get_color(), alpha=0.25, lw=0)
     if reference is not None:
-        items_ref = reference.items() if isinstance(reference, Mapping) else [(None, r) for r in reference]
-        for name, value in items_ref:
-            ax.axvline(value, color="0.4", ls="--", lw=0.8)
-            if name:
-                ax.annotate(str(name), (value, 1.0), xycoords=("data", "axes fraction"), rotation=90,
-                            ha="right", va="top", fontsize=7, color="0.3")
+        _draw_reference(ax, reference, xlim or (float(items[0].wavenumber[0]), float(items[0].wavenumber[-1])))
     if xlim is not None:
         ax.set_xlim(*xlim)
     ax.set_xlabel("wavenumber (cm⁻¹)")
@@ -81,8 +76,34 @@ def plot_spectra(
     ax.set_ylabel(ylabel or default)
     if title:
         ax.set_title(title)
-    ax.legend(fontsize=8)
+    if len(items) > 1 or any(s.label for s in items) or any(s.std_error is not None for s in items):
+        handles, labels = ax.get_legend_handles_labels()
+        if any(s.std_error is not None for s in items):
+            from matplotlib.patches import Patch
+
+            handles.append(Patch(color="0.6", alpha=0.4, lw=0))
+            labels.append("± 1 standard error")
+        ax.legend(handles, labels, fontsize=8, frameon=False)
+    ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
     fig.tight_layout()
     path = os.fspath(path)
     fig.savefig(path)
     return path
+
+
+def _draw_reference(ax, reference: Mapping[str, float] | Sequence[float], xlim: tuple[float, float]) -> None:
+    """Dashed lines at the reference bands; names stacked where lines are close."""
+    items = sorted(reference.items() if isinstance(reference, Mapping) else [(None, r) for r in reference],
+                   key=lambda item: item[1])
+    crowded = 0.06 * (xlim[1] - xlim[0])  # names closer than this would overlap
+    level, previous = 0, -np.inf
+    for name, value in items:
+        if not xlim[0] <= value <= xlim[1]:
+            continue
+        ax.axvline(value, color="0.45", ls="--", lw=0.8, zorder=0)
+        if not name:
+            continue
+        level = level + 1 if value - previous < crowded else 0
+        previous = value
+        ax.annotate(str(name), (value, 0.98 - 0.3 * (level % 3)), xycoords=("data", "axes fraction"),
+                    rotation=90, ha="right", va="top", fontsize=7, color="0.3")

@@ -157,7 +157,7 @@ def write_spectra(
         report.files.append(spectrum.to_csv(f"{prefix}_ir.csv"))
         report.files.append(plot_spectra(spectrum, f"{prefix}_ir.png", xlim=xlim, reference=reference,
                                          title="IR absorption"))
-        peaks = find_peaks(spectrum, min_prominence, lo=xlim[0], hi=xlim[1])
+        peaks = find_peaks(spectrum, min_prominence, lo=xlim[0], hi=xlim[1], drop_below_noise=False)
         title = f"IR peaks ({spectrum.units})"
         if temperature_K is not None:
             km = [spectrum.km_per_mol(p.left, p.right) for p in peaks]
@@ -170,8 +170,9 @@ def write_spectra(
         report.spectra["raman"] = spectra
         report.files.append(_raman_table(spectra, f"{prefix}_raman.csv"))
         report.files.append(plot_spectra(spectra, f"{prefix}_raman.png", xlim=xlim, reference=reference,
-                                         normalize="common", title="Raman (parallel and perpendicular)"))
-        peaks = find_peaks(spectra.parallel, min_prominence, lo=max(xlim[0], 200.0), hi=xlim[1])
+                                         title="Raman (parallel and perpendicular)"))
+        peaks = find_peaks(spectra.parallel, min_prominence, lo=max(xlim[0], 200.0), hi=xlim[1],
+                           drop_below_noise=False)
         rho = [float(np.interp(p.position, spectra.wavenumber, spectra.depolarization.intensity)) for p in peaks]
         title = "Raman peaks (parallel polarisation); depolarization ratios: " + ", ".join(
             f"{p.position:.0f} cm⁻¹ ρ = {r:.2f}" for p, r in zip(peaks, rho))
@@ -182,7 +183,7 @@ def write_spectra(
         report.files.append(spectrum.to_csv(f"{prefix}_power.csv"))
         report.files.append(plot_spectra(spectrum, f"{prefix}_power.png", xlim=xlim, reference=reference,
                                          title="Vibrational density of states"))
-        peaks = find_peaks(spectrum, min_prominence, lo=max(xlim[0], 200.0), hi=xlim[1])
+        peaks = find_peaks(spectrum, min_prominence, lo=max(xlim[0], 200.0), hi=xlim[1], drop_below_noise=False)
         tables.append(f"## Power spectrum peaks ({spectrum.units})\n\n"
                       f"{peak_table(peaks, reference, units=spectrum.units)}")
     peaks_path = f"{prefix}_peaks.md"
