@@ -487,7 +487,7 @@ def test_peaks_above_the_noise_only():
     table = peak_table(flagged, {"fake": noise_peak.position + 1.0})
     assert "noise?" in table and "no band above the noise within ±250 cm⁻¹ | | | | | fake" in table
     table = peak_table(significant, {"band": 1650.0, "elsewhere": 1000.0}, units=ir.units)
-    assert "no band found within ±250 cm⁻¹ | | | | | elsewhere" in table
+    assert "no band above the noise within ±250 cm⁻¹ | | | | | elsewhere" in table
     assert f"height ({ir.units})" in table and "S/N" in table
 
 
