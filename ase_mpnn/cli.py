@@ -18,8 +18,8 @@ import argparse
 import json
 import math
 import os
-import warnings
 import sys
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -94,7 +94,17 @@ def _predict(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from .train import TrainConfig, train
 
-    train(TrainConfig.from_yaml(args.config))
+    config = TrainConfig.from_yaml(args.config)
+    if args.committee is None:
+        train(config)
+        return 0
+    from .committee import member_configs
+
+    members = member_configs(config, args.committee)
+    for k, member in enumerate(members):
+        print(f"committee member {k + 1} of {len(members)}: seed {member.seed} -> {member.output}", flush=True)
+        train(member)
+    print("use them together: MPNNCalculator([" + ", ".join(repr(m.output) for m in members) + "])")
     return 0
 
 
@@ -125,8 +135,6 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _ipi_client(args: argparse.Namespace) -> int:
-    import ase.io
-
     from . import MPNNCalculator
     from .md.ipi_client import IPIConnectionError, IPIProtocolError, run_client
 
@@ -153,8 +161,6 @@ def _ipi_client(args: argparse.Namespace) -> int:
 
 def _md(args: argparse.Namespace) -> int:
     import os
-
-    import ase.io
 
     from . import MPNNCalculator
     from .md import MDRecorder, langevin, nve, run_md
@@ -206,7 +212,6 @@ def start_md(atoms, args: argparse.Namespace) -> None:
 def _rpmd(args: argparse.Namespace) -> int:
     import os
 
-    import ase.io
     from ase import units
 
     from . import MPNNCalculator
@@ -489,6 +494,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model from a YAML config (resumes from its checkpoint)",
                            epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     train.add_argument("config", help="YAML training config (see below)")
+    train.add_argument("--committee", type=int, metavar="N",
+                       help="train N members with seeds seed, seed+1, ... into OUTPUT_0.pt ... OUTPUT_{N-1}.pt "
+                            "(MPNNCalculator([...]) gives their mean and spread)")
     train.set_defaults(func=_train)
 
     evaluate = sub.add_parser("eval", help="errors of a model on labelled data")

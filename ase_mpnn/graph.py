@@ -18,10 +18,9 @@ on differences of positions only; the dipole adds ``total_charge · origin`` bac
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
-
-import math
 
 import numpy as np
 import torch
