@@ -7,6 +7,14 @@ for a list rebuild only every few dozen steps.
 
 ``calc.predict(list_of_atoms)`` evaluates many structures in one batched forward
 pass (ring-polymer beads, data sets) and returns one dict of results per structure.
+
+``MPNNCalculator([path1, path2, ...])`` is a committee: the members (same cutoff and
+elements, e.g. the same recipe trained with different seeds) share one neighbor list and
+one graph per call and are evaluated one after the other on it; the results are their
+mean, and ``energy_std``, ``forces_std``, ``stress_std``, ``dipole_std``,
+``charges_std`` and ``polarizability_std`` their standard deviation (numpy's ``std``,
+ddof 0), in the units of the property: a measure of how far a structure lies from the
+members' common training data.
 """
 
 from __future__ import annotations
@@ -32,6 +40,8 @@ from .properties import register_polarizability
 register_polarizability()
 
 _ENERGY_LIKE = {"energy", "free_energy", "energies", "forces", "stress"}
+# Committee spreads: "<property>_std" for these properties.
+_SPREAD = ("energy", "forces", "stress", "dipole", "charges", "polarizability")
 # Below this many edges a call is a few hundred tiny operations, each slower when it
 # wakes a second thread (one water: 2.1 ms on 1 thread, 2.7 ms on 2 threads).
 _SMALL_GRAPH_EDGES = 500
@@ -92,7 +102,7 @@ class MPNNCalculator(Calculator):
 
     def __init__(
         self,
-        model: AtomisticModel | str | os.PathLike,
+        model: AtomisticModel | str | os.PathLike | Sequence[AtomisticModel | str | os.PathLike],
         device: str | torch.device = "cpu",
         dtype: torch.dtype | None = None,
         skin: float = 0.5,
@@ -104,28 +114,17 @@ class MPNNCalculator(Calculator):
         super().__init__(**kwargs)
         check_dtype(dtype)
         device = check_device(device)
-        if isinstance(model, (str, os.PathLike)):
-            model = load_model(model, device=device, dtype=dtype)
-        elif not isinstance(model, AtomisticModel):
-            raise TypeError(
-                f"model must be a path to a model file or an AtomisticModel, got {type(model).__name__}"
-            )
-        else:
-            # The calculator works on its own frozen copy: the caller's model keeps its
-            # device, dtype and trainable parameters, and frozen parameters let the model
-            # skip autograd bookkeeping for weights and cache isolated-atom read-outs.
-            model = copy.deepcopy(model).to(device=device, dtype=dtype)
-        model.eval().requires_grad_(False)
+        given = list(model) if isinstance(model, (list, tuple)) else [model]
+        if not given:
+            raise ValueError("a committee needs at least one model")
+        self.members = [_frozen_member(m, device, dtype) for m in given]
+        model = self.members[0]
+        _check_committee(self.members, given)
         self.model = model
         self.device = torch.device(device)
         self.dtype = check_dtype(next(model.parameters()).dtype, "the model's dtype")
-        bad = non_finite_parameters(model)
-        if bad:
-            raise ValueError(
-                f"the model's weights contain NaN or infinite values ({', '.join(bad[:5])}"
-                f"{', ...' if len(bad) > 5 else ''}): it would return NaN for every structure. A training run "
-                "diverged, or the weights were damaged: use another model file or checkpoint"
-            )
+        if len(self.members) > 1:  # the spreads, on this instance only
+            self.implemented_properties = self.implemented_properties + [f"{p}_std" for p in _SPREAD]
         self.skin = float(skin)
         self.forces_with_energy = forces_with_energy
         if not (num_threads is None or num_threads == "auto" or (isinstance(num_threads, int) and num_threads > 0)):
@@ -146,6 +145,12 @@ class MPNNCalculator(Calculator):
     ) -> None:
         super().calculate(atoms, properties, system_changes)
         self.results = self._evaluate([self.atoms], properties, strict=True)[0]
+
+    def get_property(self, name: str, atoms: Atoms | None = None, allow_calculation: bool = True) -> Any:
+        """ASE's ``get_property``; a committee spread asked of a single model says what is needed."""
+        if name.endswith("_std") and name[:-4] in _SPREAD and len(self.members) == 1:
+            raise PropertyNotImplementedError(f"{name} needs a committee: MPNNCalculator([model_1, model_2, ...])")
+        return super().get_property(name, atoms, allow_calculation)
 
     def check_state(self, atoms: Atoms, tol: float = 1e-15) -> list[str]:
         """ASE's checks plus the total charge (``atoms.info["charge"]``), which ASE ignores."""
@@ -183,8 +188,15 @@ class MPNNCalculator(Calculator):
         graph = build_graph(structures, self.model.cutoff, pairs, dtype=self.dtype, device=self.device)
         grad_needed = bool({"forces", "stress"} & wanted)
         with torch.no_grad() if not grad_needed else torch.enable_grad(), torch_threads(self.threads_for(graph)):
-            out = self.model(graph, wanted)
-        results = self._split(out, structures)
+            outs = [member(graph, wanted) for member in self.members]
+        if len(outs) == 1:
+            results = self._split(outs[0], structures)
+        else:
+            stacked = {k: torch.stack([o[k].detach() for o in outs]) for k in outs[0]}
+            mean = self._split({k: v.mean(dim=0) for k, v in stacked.items()}, structures)
+            spread = self._split({k: v.std(dim=0, correction=0) for k, v in stacked.items()}, structures)
+            results = [{**m, **{f"{k}_std": v for k, v in sd.items() if k in _SPREAD}}
+                       for m, sd in zip(mean, spread)]
         for k, r in enumerate(results):
             self._check_finite(r, structures[k], k if len(structures) > 1 else None)
         return results
@@ -209,7 +221,12 @@ class MPNNCalculator(Calculator):
     def _model_properties(self, structures: list[Atoms], asked: set[str], strict: bool) -> set[str]:
         unknown = asked - set(self.implemented_properties)
         if unknown:
+            spreads = sorted(u for u in unknown if u.endswith("_std"))
+            if spreads and len(self.members) == 1:
+                raise PropertyNotImplementedError(
+                    f"{spreads} need a committee: MPNNCalculator([model_1, model_2, ...])")
             raise PropertyNotImplementedError(f"{sorted(unknown)} not available from {type(self).__name__}")
+        asked = {a[:-4] if a.endswith("_std") else a for a in asked}
         periodic = all(a.pbc.all() for a in structures)
         if "stress" in asked and not periodic:
             if strict:
@@ -263,3 +280,44 @@ class MPNNCalculator(Calculator):
                 r["polarizability"] = host["polarizability"][k].copy()
             results.append(r)
         return results
+
+
+def _frozen_member(model: AtomisticModel | str | os.PathLike, device: torch.device,
+                   dtype: torch.dtype | None) -> AtomisticModel:
+    """A model of its own for the calculator: loaded, or a frozen copy of the caller's."""
+    if isinstance(model, (str, os.PathLike)):
+        model = load_model(model, device=device, dtype=dtype)
+    elif not isinstance(model, AtomisticModel):
+        raise TypeError(
+            f"model must be a path to a model file or an AtomisticModel (or a list of them), "
+            f"got {type(model).__name__}"
+        )
+    else:
+        # The calculator works on its own frozen copy: the caller's model keeps its
+        # device, dtype and trainable parameters, and frozen parameters let the model
+        # skip autograd bookkeeping for weights and cache isolated-atom read-outs.
+        model = copy.deepcopy(model).to(device=device, dtype=dtype)
+    model.eval().requires_grad_(False)
+    bad = non_finite_parameters(model)
+    if bad:
+        raise ValueError(
+            f"the model's weights contain NaN or infinite values ({', '.join(bad[:5])}"
+            f"{', ...' if len(bad) > 5 else ''}): it would return NaN for every structure. A training run "
+            "diverged, or the weights were damaged: use another model file or checkpoint"
+        )
+    return model
+
+
+def _check_committee(members: list[AtomisticModel], given: list) -> None:
+    """Members share one graph: the same cutoff, elements and dtype."""
+    first = members[0]
+    for k, member in enumerate(members[1:], 1):
+        name = given[k] if isinstance(given[k], (str, os.PathLike)) else f"model {k}"
+        if member.cutoff != first.cutoff:
+            raise ValueError(f"committee member {name} has cutoff {member.cutoff} Å, the first {first.cutoff} Å: "
+                             "members share one neighbor list, so they need one cutoff")
+        if list(member.elements) != list(first.elements):
+            raise ValueError(f"committee member {name} knows {list(member.elements)}, the first "
+                             f"{list(first.elements)}: members must know the same elements")
+        if next(member.parameters()).dtype != next(first.parameters()).dtype:
+            raise ValueError(f"committee member {name} has another dtype than the first: pass dtype=")

@@ -20,9 +20,13 @@ import math
 import os
 import sys
 import warnings
+from contextlib import contextmanager
 from typing import Sequence
 
 import numpy as np
+
+from .output_paths import check_outputs
+from .resume import file_fingerprint
 
 
 def _create(args: argparse.Namespace) -> int:
@@ -96,14 +100,20 @@ def _train(args: argparse.Namespace) -> int:
 
     config = TrainConfig.from_yaml(args.config)
     if args.committee is None:
-        train(config)
+        check_outputs(inputs={"config": args.config}, outputs=config.written_files())
+        with resumable(f"training is saved up to its last finished epoch ({config.run_dir / 'checkpoint.pt'}): "
+                       "run the same command again to resume from there (--fresh starts over)"):
+            train(config, fresh=args.fresh)
         return 0
     from .committee import member_configs
 
     members = member_configs(config, args.committee)
     for k, member in enumerate(members):
         print(f"committee member {k + 1} of {len(members)}: seed {member.seed} -> {member.output}", flush=True)
-        train(member)
+        check_outputs(inputs={"config": args.config}, outputs=member.written_files())
+        with resumable(f"member {k + 1} is saved up to its last finished epoch ({member.run_dir / 'checkpoint.pt'}), "
+                       "earlier members are done: run the same command again to resume (--fresh starts over)"):
+            train(member, fresh=args.fresh)
     print("use them together: MPNNCalculator([" + ", ".join(repr(m.output) for m in members) + "])")
     return 0
 
@@ -165,10 +175,12 @@ def _md(args: argparse.Namespace) -> int:
     from . import MPNNCalculator
     from .md import MDRecorder, langevin, nve, run_md
 
+    checkpoint = args.checkpoint or f"{args.output}.checkpoint.npz"
+    check_outputs(inputs={"structure": args.structure, "model": args.model},
+                  outputs={"record (-o)": args.output, "checkpoint": checkpoint})
     atoms = read_structures(args.structure)
     atoms.calc = MPNNCalculator(args.model, device=args.device, dtype=torch_dtype(args.dtype))
-    checkpoint = args.checkpoint or f"{args.output}.checkpoint.npz"
-    resuming = os.path.exists(checkpoint)
+    resuming = os.path.exists(checkpoint) and not args.restart
     if not resuming:  # a resumed run takes its atoms and momenta from the checkpoint
         start_md(atoms, args)
     if args.nve:
@@ -177,11 +189,15 @@ def _md(args: argparse.Namespace) -> int:
         dynamics = langevin(atoms, args.temperature, args.timestep, args.friction, seed=args.seed)
     metadata = ({"ensemble": "NVE"} if args.nve else
                 {"ensemble": "NVT Langevin", "temperature_K": args.temperature, "friction_per_fs": args.friction})
-    with MDRecorder(atoms, args.output, interval=args.interval, mode="a" if resuming else "w",
-                    timestep_fs=args.timestep, metadata=metadata) as recorder:
-        run_md(dynamics, args.steps, recorder, checkpoint_path=checkpoint,
-               checkpoint_interval=args.checkpoint_interval, progress=not args.no_progress)
-        frames = recorder.n_frames
+    # What the checkpoint cannot tell from the dynamics: compared when the run resumes.
+    settings = {"seed": args.seed, "structure": file_fingerprint(args.structure), "equilibrate": args.equilibrate}
+    with resumable(_resume_hint(checkpoint)):
+        with MDRecorder(atoms, args.output, interval=args.interval, mode="a" if resuming else "w",
+                        timestep_fs=args.timestep, metadata=metadata) as recorder:
+            run_md(dynamics, args.steps, recorder, checkpoint_path=checkpoint,
+                   checkpoint_interval=args.checkpoint_interval, progress=not args.no_progress,
+                   settings=settings, restart=args.restart)
+            frames = recorder.n_frames
     print(f"{args.output}: {frames} frames up to step {dynamics.nsteps}; checkpoint {checkpoint}"
           + (" (resumed)" if resuming else ""))
     return 0
@@ -217,26 +233,30 @@ def _rpmd(args: argparse.Namespace) -> int:
     from . import MPNNCalculator
     from .md import RingPolymerMD, RingPolymerRecorder, run_rpmd
 
-    calc = MPNNCalculator(args.model, device=args.device, dtype=torch_dtype(args.dtype))
     thermostat = None if args.thermostat == "none" else args.thermostat
     checkpoint = args.checkpoint or f"{args.output}.checkpoint.npz"
-    resuming = os.path.exists(checkpoint)
+    check_outputs(inputs={"structure": args.structure, "model": args.model},
+                  outputs={"record (-o)": args.output, "checkpoint": checkpoint})
+    calc = MPNNCalculator(args.model, device=args.device, dtype=torch_dtype(args.dtype))
+    resuming = os.path.exists(checkpoint) and not args.restart
+    # What the checkpoint cannot tell from the run itself: stored, and compared on resume.
+    settings = {"seed": args.seed, "structure": file_fingerprint(args.structure)}
     if resuming:
-        md = RingPolymerMD.from_checkpoint(checkpoint, calc)
-        asked = (args.beads, args.temperature, thermostat, args.timestep)
-        saved = (md.n_beads, md.temperature_K, md.thermostat, md.dt / units.fs)
-        if asked[:3] != saved[:3] or not np.isclose(asked[3], saved[3]):
-            raise ValueError(f"{checkpoint} continues a run with beads, temperature, thermostat, timestep = "
-                             f"{saved}, not {asked}: repeat that run's options, or remove the checkpoint")
+        expected = {"n_beads": args.beads, "temperature_K": args.temperature, "timestep_fs": args.timestep,
+                    "thermostat": thermostat, "tau_fs": args.tau, "propagator": args.propagator,
+                    "record interval": args.interval, "record beads": args.record_beads, **settings}
+        md = RingPolymerMD.from_checkpoint(checkpoint, calc, expected=expected)
     else:
         md = RingPolymerMD(read_structures(args.structure), calc, n_beads=args.beads, temperature_K=args.temperature,
                            timestep=args.timestep * units.fs, thermostat=thermostat, tau=args.tau * units.fs,
                            seed=args.seed, propagator=args.propagator)
-    with RingPolymerRecorder(md, args.output, interval=args.interval, mode="a" if resuming else "w",
-                             beads=args.record_beads) as recorder:
-        run_rpmd(md, args.steps, recorder, checkpoint_path=checkpoint, checkpoint_interval=args.checkpoint_interval,
-                 progress=not args.no_progress)
-        frames = recorder.n_frames
+    with resumable(_resume_hint(checkpoint)):
+        with RingPolymerRecorder(md, args.output, interval=args.interval, mode="a" if resuming else "w",
+                                 beads=args.record_beads) as recorder:
+            run_rpmd(md, args.steps, recorder, checkpoint_path=checkpoint,
+                     checkpoint_interval=args.checkpoint_interval, progress=not args.no_progress,
+                     settings=settings, restart=args.restart)
+            frames = recorder.n_frames
     print(f"{args.output}: {frames} frames up to step {md.nsteps} ({md.n_beads} beads, {md.temperature_K:g} K, "
           f"{md.thermostat or 'no'} thermostat); checkpoint {checkpoint}" + (" (resumed)" if resuming else ""))
     classical = 1.5 * len(md.atoms) * units.kB * md.temperature_K
@@ -320,6 +340,27 @@ def read_structures(path: str, index: str | int = -1):
             f"{path}: cannot read structures ({type(err).__name__}{': ' + first if first else ''}): is it a "
             "structure file (extxyz, xyz, cif, POSCAR, ...) with the right extension?"
         ) from None
+
+
+class Interrupted(Exception):
+    """Ctrl-C during a command that can be resumed; the message says how."""
+
+
+@contextmanager
+def resumable(how_to_resume: str):
+    """Turn Ctrl-C inside the block into :class:`Interrupted` with ``how_to_resume``."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted(how_to_resume) from None
+
+
+def _resume_hint(checkpoint: str) -> str:
+    """What a Ctrl-C'd MD run leaves and how to continue it (checked when it happens)."""
+    if os.path.exists(checkpoint):
+        return (f"the run is saved up to its last checkpoint ({checkpoint}): run the same command again to resume "
+                "from there (frames recorded after it are dropped; --restart starts over)")
+    return "no checkpoint was written yet: running the same command again starts the run from the beginning"
 
 
 def torch_dtype(name: str):
@@ -409,6 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--checkpoint", help="checkpoint file (default OUTPUT.checkpoint.npz); "
                     "if it exists the run resumes from it")
     md.add_argument("--checkpoint-interval", type=whole(1), default=1000, help="steps between checkpoints (default 1000)")
+    md.add_argument("--restart", action="store_true", help="discard an existing checkpoint and start the run "
+                    "afresh, replacing the record (a resumed run must have the checkpoint's settings)")
     md.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_device_dtype(md, "float32")
     md.set_defaults(func=_md)
@@ -433,6 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
     rpmd.add_argument("--checkpoint", help="checkpoint file (default OUTPUT.checkpoint.npz); "
                       "if it exists the run resumes from it")
     rpmd.add_argument("--checkpoint-interval", type=whole(1), default=1000, help="steps between checkpoints (default 1000)")
+    rpmd.add_argument("--restart", action="store_true", help="discard an existing checkpoint and start the run "
+                      "afresh, replacing the record (a resumed run must have the checkpoint's settings)")
     rpmd.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_device_dtype(rpmd, "float32")
     rpmd.set_defaults(func=_rpmd)
@@ -497,6 +542,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--committee", type=int, metavar="N",
                        help="train N members with seeds seed, seed+1, ... into OUTPUT_0.pt ... OUTPUT_{N-1}.pt "
                             "(MPNNCalculator([...]) gives their mean and spread)")
+    train.add_argument("--fresh", action="store_true", help="discard the checkpoint in WORKDIR and train from the "
+                       "start (a resumed run must have the checkpoint's config and data)")
     train.set_defaults(func=_train)
 
     evaluate = sub.add_parser("eval", help="errors of a model on labelled data")
@@ -550,6 +597,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             return args.func(args)
         except ValueError as err:  # our errors say what to do; no traceback
             print(f"ase-mpnn: error: {err}", file=sys.stderr)
+            return 2
+        except Interrupted as err:
+            print(f"\nase-mpnn: interrupted: {err}", file=sys.stderr)
+            return 130
+        except KeyboardInterrupt:
+            print("\nase-mpnn: interrupted", file=sys.stderr)
+            return 130
+        except RuntimeError as err:
+            from .md.record_file import RecorderError  # imported here: it loads h5py
+
+            if not isinstance(err, RecorderError):
+                raise
+            print(f"ase-mpnn: error: {err}", file=sys.stderr)  # e.g. the record is locked by another run
             return 2
         except OSError as err:  # a missing or unreadable file, named
             what = err.strerror or ("no such file" if isinstance(err, FileNotFoundError) else type(err).__name__)
