@@ -292,6 +292,7 @@ def _spectrum(args: argparse.Namespace) -> int:
 def _harmonic(args: argparse.Namespace) -> int:
     from .spectra.harmonic import harmonic_report
 
+    read_structures(args.structure)  # an unreadable file: one line, before the model loads
     print(harmonic_report(args.structure, args.model, optimize=not args.no_optimize, fmax=args.fmax,
                           delta=args.delta, device=args.device, dtype=args.dtype, workdir=args.workdir,
                           reference=args.reference))
