@@ -18,7 +18,11 @@ mean squared errors; with ``frame_weights`` each frame's errors count by its wei
 
 Every epoch writes ``workdir/checkpoint.pt`` (model, EMA, optimizer, scheduler, RNG,
 epoch, history) atomically, so a killed run loses at most the epoch in progress;
-running the same command again resumes exactly where the checkpoint left off.
+running the same command again resumes exactly where the checkpoint left off. The
+checkpoint also stores the settings that shape the result (:func:`training_settings`:
+the config, less where outputs go and when to stop, and the size and SHA-256 of each
+data file); resuming with other settings is refused with a list of the differences.
+``train(config, fresh=True)`` (``ase-mpnn train --fresh``) discards the checkpoint.
 
 Data parallel: under ``torchrun --nproc_per_node N``, every rank takes its share of each
 batch and gradients are averaged over ranks (torch.distributed, gloo on CPU, nccl on
@@ -45,11 +49,16 @@ from ase.data import chemical_symbols
 from ase.symbols import symbols2numbers
 from tqdm import tqdm
 
+from .atomic_file import atomic_write
 from .checks import check_device
+from .config_checks import check_training_numbers
 from .data import LABELS, DataError, Dataset, fit_atomic_energies, iterate_batches, make_batch, read_dataset, split_indices
 from .evaluate import error_metrics, format_metrics, predict_dataset
-from .io import load_model, save_model
+from .label_outliers import check_label_outliers
+from .output_paths import check_outputs
+from .io import load_model, read_header, save_model
 from .potential import AtomisticModel
+from .resume import CheckpointError, check_settings, file_fingerprint, plain_settings
 from .zoo import build_model
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -130,6 +139,8 @@ class TrainConfig:
         return config
 
     def validate(self) -> None:
+        """Refuse unknown names and numbers out of range (see :mod:`ase_mpnn.config_checks`)."""
+        check_training_numbers(self)
         unknown = set(self.loss_weights) - set(LABELS)
         if unknown:
             raise ValueError(f"unknown loss weight(s) {sorted(unknown)}; labels are {list(LABELS)}")
@@ -142,12 +153,39 @@ class TrainConfig:
         for value, weight in self.frame_weights.items():
             if not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight > 0):
                 raise ValueError(f"frame_weights.{value} must be a positive number, got {weight!r}")
-        if self.batch_size < 1 or self.max_epochs < 0:
-            raise ValueError("batch_size must be ≥ 1 and max_epochs ≥ 0")
 
     @property
     def run_dir(self) -> Path:
         return Path(self.workdir) if self.workdir else Path(self.output).with_suffix(".run")
+
+    def written_files(self) -> dict[str, Path]:
+        """The files a run writes, by name (checked against its inputs before it starts)."""
+        return {"output model": Path(self.output), "checkpoint": self.run_dir / "checkpoint.pt",
+                "metrics": self.run_dir / "metrics.csv", "learning curve": self.run_dir / "learning_curve.png"}
+
+    def data_files(self) -> list[str]:
+        """``data`` as a list of paths."""
+        return [self.data] if isinstance(self.data, (str, os.PathLike)) else list(self.data)
+
+
+# Config keys that do not change the trained model (where outputs go, which device) or
+# only say when to stop: a resumed run may change them. Under the plateau schedule
+# max_epochs is such a key too (the cosine schedule is shaped by it).
+_NOT_RESULT_SHAPING = ("output", "workdir", "device", "max_minutes", "early_stopping_patience", "keep",
+                       "data", "init_from")
+
+
+def training_settings(config: TrainConfig) -> dict[str, Any]:
+    """What shapes a training run's result: the config without the keys that do not, and
+    the content (size and SHA-256) of each data file and of ``init_from``. Stored in the
+    checkpoint and compared when the run resumes."""
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in _NOT_RESULT_SHAPING}
+    if config.schedule != "cosine":
+        del settings["max_epochs"]
+    settings["data files"] = [file_fingerprint(p) for p in config.data_files()]
+    if config.init_from:
+        settings["init_from file"] = file_fingerprint(config.init_from)
+    return plain_settings(settings)
 
 
 # -------------------------------------------------------------------------- losses ---
@@ -245,7 +283,12 @@ def prepare(config: TrainConfig) -> tuple[Dataset, list[np.ndarray], list[int]]:
     """Read and check the data before anything is trained: clear errors come first."""
     config.validate()
     check_device(config.device)
+    check_outputs(inputs={"data": config.data_files(), "init_from": config.init_from},
+                  outputs=config.written_files())
+    if config.run_dir.exists() and not config.run_dir.is_dir():
+        raise ValueError(f"the workdir {config.run_dir} is a file: give 'workdir' a directory path")
     dataset = read_dataset(config.data, config.keys)
+    check_label_outliers(dataset)
     for label, weight in config.loss_weights.items():
         if weight and dataset.count(label) == 0:
             raise DataError(
@@ -268,9 +311,11 @@ def prepare(config: TrainConfig) -> tuple[Dataset, list[np.ndarray], list[int]]:
 
 def _initial_model(config: TrainConfig, train_set: Dataset, species: list[int]) -> AtomisticModel:
     torch.manual_seed(config.seed)
+    if config.init_from:  # the start model's elements stay, whether or not the new data have them
+        species = sorted(set(species) | set(read_header(config.init_from)["config"]["species"]))
     model = build_model(config.architecture, species, cutoff=config.cutoff, **config.hyperparameters)
     if config.init_from:
-        return _fine_tuning_start(config, model)
+        return _fine_tuning_start(config, model, train_set)
     e0 = fit_atomic_energies(train_set, model.species)
     forces = [s.labels["forces"] for s in train_set.samples if "forces" in s.labels]
     if forces:  # interaction energies scaled so initial forces have the data's size
@@ -296,34 +341,92 @@ def merge_min_distances(*records: dict[str, float] | None) -> dict[str, float]:
     return merged
 
 
-def _fine_tuning_start(config: TrainConfig, model: AtomisticModel) -> AtomisticModel:
+def _fine_tuning_start(config: TrainConfig, model: AtomisticModel, train_set: Dataset) -> AtomisticModel:
     """``model`` with the weights, reference energies and scale of ``config.init_from``.
 
-    The file must hold the same architecture, hyperparameters, elements and cutoff as
-    the config describes: fine-tuning continues that model on new data.
+    The file must hold the same architecture, hyperparameters and cutoff as the config
+    describes. The config may add elements (``species``, or new ones in the data): their
+    rows of the per-element tensors (embeddings, reference energies) start fresh, every
+    other weight is the file's, and the new elements' reference energies are fitted by
+    least squares to what the start model leaves unexplained of the training energies.
     """
     start = load_model(config.init_from, dtype=torch.float64)
     mine, theirs = model.config, start.config
-    different = sorted(k for k in ("architecture", "species", "cutoff", "hyperparameters")
-                       if mine.get(k) != theirs.get(k))
+    different = sorted(k for k in ("architecture", "cutoff", "hyperparameters") if mine.get(k) != theirs.get(k))
     if different:
         details = "; ".join(f"{k}: config {mine.get(k)!r}, file {theirs.get(k)!r}" for k in different)
         raise ValueError(f"init_from {config.init_from}: the model differs from the config ({details}); "
-                         "set the config's architecture, hyperparameters, species and cutoff to the file's")
-    model.load_state_dict(start.state_dict())
+                         "set the config's architecture, hyperparameters and cutoff to the file's")
+    old, new = list(start.species), list(model.species)
+    model = model.to(torch.float64)
+    _copy_weights(start, model, config.init_from)
+    added = [z for z in new if z not in old]
+    if added:
+        _fit_new_reference_energies(model, train_set, added)
     model.set_training_min_distances(start.training_min_distances)
     return model.to(device=config.device, dtype=DTYPES[config.dtype])
 
 
-def train(config: TrainConfig, progress: bool = True) -> AtomisticModel:
-    """Train (or resume) as ``config`` says; returns the best EMA model, also saved to ``config.output``."""
+def _copy_weights(start: AtomisticModel, model: AtomisticModel, source: str) -> None:
+    """Every tensor of ``start`` into ``model``; per-element tensors (elements on the first
+    axis) row by row, so elements new to ``model`` keep their fresh rows."""
+    rows = [list(start.species).index(z) if z in start.species else None for z in model.species]
+    theirs = start.state_dict()
+    with torch.no_grad():
+        for name, target in model.state_dict().items():
+            if name == "species_index":  # the element lookup table is the new model's own
+                continue
+            source_tensor = theirs.get(name)
+            if source_tensor is not None and source_tensor.shape == target.shape:
+                target.copy_(source_tensor)
+            elif (source_tensor is not None and source_tensor.ndim >= 1
+                  and source_tensor.shape[1:] == target.shape[1:]
+                  and source_tensor.shape[0] == len(start.species) and target.shape[0] == len(model.species)):
+                for i, r in enumerate(rows):
+                    if r is not None:
+                        target[i] = source_tensor[r]
+            else:
+                raise ValueError(
+                    f"init_from {source}: cannot carry {name} over to the new elements "
+                    f"({model.config['architecture']} ties it to the element list in another way); add elements "
+                    "by fine-tuning a painn, schnet, so3net, nequip or egnn model, or train this one from scratch")
+
+
+def _fit_new_reference_energies(model: AtomisticModel, train_set: Dataset, added: list[int]) -> None:
+    """Least-squares reference energies of the ``added`` elements for the residual energies."""
+    labelled = [i for i, s in enumerate(train_set.samples) if "energy" in s.labels]
+    if not labelled:
+        return
+    rows = [train_set.samples[i] for i in labelled]
+    columns = [list(model.species).index(z) for z in added]
+    with torch.no_grad():
+        model.atomic_energies[columns] = 0.0
+    predicted, _ = predict_dataset(model, train_set.subset(labelled))
+    n_atoms = np.array([len(s.atoms) for s in rows])
+    residual = np.array([float(s.labels["energy"]) for s in rows]) - predicted["energy"] * n_atoms
+    counts = np.array([[np.count_nonzero(s.atoms.numbers == z) for z in added] for s in rows], float)
+    solution, *_ = np.linalg.lstsq(counts, residual, rcond=None)
+    with torch.no_grad():
+        model.atomic_energies[columns] = torch.as_tensor(solution, dtype=model.atomic_energies.dtype)
+
+
+def train(config: TrainConfig, progress: bool = True, fresh: bool = False) -> AtomisticModel:
+    """Train (or resume) as ``config`` says; returns the best EMA model, also saved to ``config.output``.
+
+    An existing ``workdir/checkpoint.pt`` is resumed when its settings are the config's
+    (:func:`training_settings`; otherwise :class:`~ase_mpnn.resume.CheckpointError`
+    lists the differences); ``fresh=True`` discards it and trains from the start.
+    """
     rank, world = _distributed()
     dataset, (train_idx, val_idx, *rest), species = prepare(config)
     train_set, val_set = dataset.subset(train_idx), dataset.subset(val_idx)
     run_dir = config.run_dir
     checkpoint_path = run_dir / "checkpoint.pt"
+    settings = training_settings(config)
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
+        if fresh and checkpoint_path.is_file():
+            checkpoint_path.unlink()  # discarded deliberately: the run starts afresh
 
     model = _initial_model(config, train_set, species)
     # Structures far closer than anything in the data (and the start model's) are refused.
@@ -336,12 +439,24 @@ def train(config: TrainConfig, progress: bool = True) -> AtomisticModel:
     state = {"epoch": 0, "best_loss": math.inf, "best_epoch": -1, "stale": 0, "history": [], "seconds": 0.0}
     best_weights = copy.deepcopy(ema.state_dict())
 
-    if checkpoint_path.is_file():
-        saved = torch.load(checkpoint_path, map_location=config.device, weights_only=True)
-        model.load_state_dict(saved["model"])
-        ema.load_state_dict(saved["ema"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
+    if checkpoint_path.is_file() and not fresh:
+        saved = _read_checkpoint(checkpoint_path, config.device)
+        check_settings(json.loads(saved["settings"]) if "settings" in saved else None, settings,
+                       checkpoint=checkpoint_path,
+                       how_to_start_over="ase-mpnn train --fresh, or train(config, fresh=True), which discards the "
+                                         "checkpoint")
+        try:
+            model.load_state_dict(saved["model"])
+            ema.load_state_dict(saved["ema"])
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+        except (KeyError, RuntimeError, ValueError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise CheckpointError(
+                f"{checkpoint_path} holds another model than this config builds (architecture, hyperparameters, "
+                f"species or cutoff changed? {first}). Restore the config of that run, or train from the start "
+                "with ase-mpnn train --fresh (train(config, fresh=True))"
+            ) from None
         rng.bit_generator.state = json.loads(saved["numpy_rng"])
         torch.set_rng_state(saved["torch_rng"])
         best_weights = saved["best_weights"]
@@ -407,7 +522,7 @@ def train(config: TrainConfig, progress: bool = True) -> AtomisticModel:
         state["history"].append(row)
         state["seconds"] = time.perf_counter() - start_time
         if rank == 0:
-            _write_checkpoint(checkpoint_path, model, ema, optimizer, scheduler, rng, best_weights, state)
+            _write_checkpoint(checkpoint_path, model, ema, optimizer, scheduler, rng, best_weights, state, settings)
             _write_history(run_dir / "metrics.csv", state["history"])
             if time.perf_counter() - last_plot > PLOT_INTERVAL_S:  # drawing takes ~1 s: not every short epoch
                 learning_curve(state["history"], run_dir / "learning_curve.png")
@@ -443,7 +558,24 @@ def _update_ema(ema: AtomisticModel, model: AtomisticModel, decay: float) -> Non
             shadow.copy_(b)
 
 
-def _write_checkpoint(path: Path, model, ema, optimizer, scheduler, rng, best_weights, state) -> None:
+def _read_checkpoint(path: Path, device: str) -> dict[str, Any]:
+    """A training checkpoint's contents, or a :class:`CheckpointError` that says what to do."""
+    try:
+        saved = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # torch raises many types for damaged files
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"{path} is not a readable training checkpoint (truncated or corrupt: {first}). Restore it from a copy, "
+            "or train from the start with ase-mpnn train --fresh (train(config, fresh=True)), which discards it"
+        ) from None
+    required = {"model", "ema", "optimizer", "scheduler", "numpy_rng", "torch_rng", "best_weights", "state"}
+    if not isinstance(saved, dict) or not required <= set(saved):
+        raise CheckpointError(f"{path} is not a training checkpoint of ase_mpnn: give 'workdir' another directory, "
+                              "or train from the start with --fresh (fresh=True), which discards it")
+    return saved
+
+
+def _write_checkpoint(path: Path, model, ema, optimizer, scheduler, rng, best_weights, state, settings) -> None:
     payload = {
         "model": model.state_dict(),
         "ema": ema.state_dict(),
@@ -453,15 +585,15 @@ def _write_checkpoint(path: Path, model, ema, optimizer, scheduler, rng, best_we
         "torch_rng": torch.get_rng_state(),
         "best_weights": best_weights,
         "state": json.dumps(state),
+        "settings": json.dumps(settings),
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)  # atomic: a kill never leaves a half-written checkpoint
+    with atomic_write(path) as f:  # a kill never leaves a half-written checkpoint
+        torch.save(payload, f)
 
 
 def _write_history(path: Path, history: list[dict]) -> None:
     columns = list(dict.fromkeys(k for row in history for k in row))
-    with open(path, "w", newline="") as f:
+    with atomic_write(path, "w", newline="") as f:
         writer = csv.DictWriter(f, columns)
         writer.writeheader()
         writer.writerows(history)
