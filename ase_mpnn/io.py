@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from . import __version__
+from .atomic_file import atomic_write
 from .checks import check_device, check_dtype
 from .potential import MAX_CUTOFF, AtomisticModel
 
@@ -77,9 +78,8 @@ def save_model(model: AtomisticModel, path: str | os.PathLike, metadata: dict[st
         raise ValueError(f"model metadata must be JSON-serialisable: {err}") from None
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     payload = {"header": header_json, "state_dict": state, "checksum": checksum(header_json, state)}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as f:
+        torch.save(payload, f)
     return path
 
 

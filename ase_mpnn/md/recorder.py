@@ -85,9 +85,12 @@ class MDRecorder(FrameRecorder):
             same as calling :meth:`attach` later. With ``dyn.attach(recorder, interval=n)``
             instead, the recorder counts its calls (step = calls × ``interval``) and time
             is ``step × timestep_fs`` (NaN if not given).
-        mode: "w" creates (overwrites) the file; "a" appends to an existing file (created
-            if missing); the atoms must match the file's (numbers) and ``properties``
-            must select the file's property datasets.
+        mode: "w" creates the file; an existing file is replaced when the first frame is
+            written (closed without frames, the recorder leaves it as it was, and
+            :func:`~ase_mpnn.md.classical.run_md` resuming from a checkpoint continues it
+            instead); "a" appends to an existing file (created if missing); the atoms
+            must match the file's (numbers) and ``properties`` must select the file's
+            property datasets.
         timestep_fs: time step for the time column when no dynamics is known.
         prefetch: make the dynamics' own force call compute ``properties`` too, so a
             recorded step costs no extra model evaluation, through the calculator's
@@ -162,6 +165,11 @@ class MDRecorder(FrameRecorder):
         dropped = super().truncate(after_step)
         self._next_step = self.last_step + self.interval if self.n_frames else 0
         return dropped
+
+    def continue_file(self) -> None:
+        """Continue the existing file instead of replacing it (mode "w" before the first frame)."""
+        super().continue_file()
+        self._next_step = self.last_step + self.interval if self.n_frames else 0
 
     def close(self) -> None:
         """Write buffered frames, close the file, restore the calculator, leave the dynamics' observers."""

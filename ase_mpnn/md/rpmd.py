@@ -45,12 +45,17 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+import warnings
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from ase import Atoms, units
+
+from ..atomic_file import atomic_write
+from ..resume import CheckpointError, calculator_fingerprint, check_settings, plain_settings
 
 __all__ = ["HBAR", "RingPolymerMD", "RingPolymerState", "normal_mode_frequencies", "normal_mode_matrix"]
 
@@ -165,6 +170,12 @@ class RingPolymerMD:
         self.propagator = propagator
         self.pile_lambda = float(pile_lambda)
         self.rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        #: the integer seed, when one was given (stored in checkpoints, compared on resume)
+        self.seed = int(seed) if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) else None
+        #: settings saved in the checkpoint this run was restored from (see :meth:`from_checkpoint`)
+        self.checkpoint_settings: dict[str, Any] | None = None
+        #: the checkpoint this run was restored from (None: a fresh run)
+        self.restored_from: str | None = None
 
         implemented = set(getattr(calculator, "implemented_properties", ()))
         if observables is None:
@@ -469,8 +480,23 @@ class RingPolymerMD:
         return atoms
 
     # Checkpoints ---------------------------------------------------------------------------
-    def save_checkpoint(self, path: str | os.PathLike) -> None:
-        """Write the full state (npz, no pickled objects) atomically: tmp file + os.replace."""
+    def run_settings(self) -> dict[str, Any]:
+        """The settings that shape this run's result, in fs and K: stored in checkpoints and
+        compared when a run is resumed (see :mod:`ase_mpnn.resume`)."""
+        return {
+            "n_beads": self.n_beads, "temperature_K": self.temperature_K, "timestep_fs": self.dt / units.fs,
+            "thermostat": self.thermostat, "tau_fs": None if self.tau is None else self.tau / units.fs,
+            "propagator": self.propagator, "pile_lambda": self.pile_lambda, "observables": list(self.observables),
+            "seed": self.seed, "calculator": calculator_fingerprint(self.calculator),
+        }
+
+    def save_checkpoint(self, path: str | os.PathLike, settings: Mapping[str, Any] | None = None) -> None:
+        """Write the full state (npz, no pickled objects) atomically (:func:`~ase_mpnn.atomic_file.atomic_write`).
+
+        The run's :meth:`run_settings` and ``settings`` (the caller's: record interval,
+        structure file...) are stored with it, added to those of the checkpoint this run
+        was restored from.
+        """
         self._ensure_forces()
         s = self.state
         meta = {
@@ -489,6 +515,7 @@ class RingPolymerMD:
             "thermostat_heat": s.thermostat_heat,
             "rng_state": _plain(self.rng.bit_generator.state),
             "info": _jsonable_info(self.atoms.info),
+            "settings": plain_settings({**(self.checkpoint_settings or {}), **self.run_settings(), **(settings or {})}),
         }
         arrays = {
             "meta": np.array(json.dumps(meta)),
@@ -502,26 +529,44 @@ class RingPolymerMD:
             "energies": s.energies,
         }
         arrays.update({f"observable_{name}": value for name, value in s.observables.items()})
-        path = os.fspath(path)
-        tmp = f"{path}.tmp{os.getpid()}"
-        try:
-            with open(tmp, "wb") as f:
-                np.savez(f, **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        with atomic_write(path) as f:
+            np.savez(f, **arrays)
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, calculator: Any) -> RingPolymerMD:
-        """Rebuild a run saved by :meth:`save_checkpoint`; continuing it repeats the original exactly."""
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(str(data["meta"]))
-            if meta.get("format") != _CHECKPOINT_FORMAT:
-                raise ValueError(f"{os.fspath(path)} is not an RPMD checkpoint ({meta.get('format')!r})")
-            arrays = {key: data[key] for key in data.files if key != "meta"}
+    def from_checkpoint(
+        cls, path: str | os.PathLike, calculator: Any, expected: Mapping[str, Any] | None = None
+    ) -> RingPolymerMD:
+        """Rebuild a run saved by :meth:`save_checkpoint`; continuing it repeats the original exactly.
+
+        ``calculator`` must be the run's potential (its model weights are compared with
+        the checkpoint's), and ``expected`` settings (keys of :meth:`run_settings` or
+        the ``settings`` saved with the checkpoint, e.g. ``{"temperature_K": 300,
+        "seed": 0}``) must match the saved ones: a difference raises
+        :class:`~ase_mpnn.resume.CheckpointError` listing it, as does an unreadable file.
+        """
+        where = os.fspath(path)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"]))
+                arrays = {key: data[key] for key in data.files if key != "meta"}
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+            raise CheckpointError(
+                f"{where} is not a readable RPMD checkpoint (truncated or corrupt: {err}). Restore it from a copy, "
+                "or start a new run (ase-mpnn rpmd: --restart, which discards it)"
+            ) from None
+        if not isinstance(meta, dict) or meta.get("format") != _CHECKPOINT_FORMAT:
+            found = meta.get("format") if isinstance(meta, dict) else meta
+            raise CheckpointError(f"{where} is not an RPMD checkpoint ({found!r})")
+        how_to_start_over = "ase-mpnn rpmd: --restart; run_rpmd: a fresh RingPolymerMD and restart=True"
+        saved = meta.get("settings")
+        current = {"calculator": calculator_fingerprint(calculator), **(expected or {})}
+        if saved is None:  # written before settings were stored: the physics is in "parameters"
+            saved = _settings_from_parameters(meta["parameters"])
+            check_settings(saved, current, checkpoint=where, how_to_start_over=how_to_start_over)
+            warnings.warn(f"{where} was written before checkpoints stored the model and the seed: resuming without "
+                          "checking that they are those of that run", UserWarning, stacklevel=2)
+        else:
+            check_settings(saved, current, checkpoint=where, how_to_start_over=how_to_start_over)
         atoms = Atoms(numbers=arrays["numbers"], positions=arrays["positions"].mean(axis=0),
                       cell=arrays["cell"], pbc=arrays["pbc"], masses=arrays["masses"])
         atoms.info.update(meta["info"])
@@ -537,7 +582,19 @@ class RingPolymerMD:
         # Saved forces, not recomputed ones: a restart continues bit for bit.
         s.forces, s.energies = arrays["forces"], arrays["energies"]
         s.observables = {name: arrays[f"observable_{name}"] for name in md.observables}
+        md.seed = saved.get("seed")
+        md.checkpoint_settings = saved
+        md.restored_from = where
         return md
+
+
+def _settings_from_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """:meth:`RingPolymerMD.run_settings` keys from the "parameters" of an older checkpoint."""
+    tau = parameters.get("tau")
+    return {"n_beads": parameters["n_beads"], "temperature_K": parameters["temperature_K"],
+            "timestep_fs": parameters["timestep"] / units.fs, "thermostat": parameters["thermostat"],
+            "tau_fs": None if tau is None else tau / units.fs, "propagator": parameters["propagator"],
+            "pile_lambda": parameters["pile_lambda"], "observables": list(parameters["observables"])}
 
 
 def _plain(value: Any) -> Any:

@@ -25,11 +25,15 @@ take no further quantum correction.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from ase import units
 
+from ..output_paths import same_file
+from ..resume import CheckpointError, check_settings, plain_settings
+from .classical import check_record_reaches
 from .record_file import FrameFile, FrameRecorder, RecorderError
 from .rpmd import RingPolymerMD
 
@@ -146,30 +150,65 @@ def run_rpmd(
     checkpoint_interval: int = 1000,
     progress: bool = True,
     progress_chunk: int = 10,
+    *,
+    settings: Mapping[str, Any] | None = None,
+    restart: bool = False,
 ) -> RingPolymerMD:
     """Run ``md`` until it has made ``steps`` steps in total, checkpointing as it goes.
 
     Continue an interrupted run by rebuilding it with
     :meth:`RingPolymerMD.from_checkpoint` and calling this again with the same
-    ``steps``: the frames the killed run recorded after its last checkpoint are dropped
-    (``recorder`` opened with ``mode="a"``) and the continued trajectory is the one the
-    uninterrupted run would have made. A checkpoint is written every
+    ``steps``: the recorder continues its file (also one opened with ``mode="w"``, which
+    replaces a file only when it writes the first frame), the frames the killed run
+    recorded after its last checkpoint are dropped, and the continued trajectory is the
+    one the uninterrupted run would have made. A checkpoint is written every
     ``checkpoint_interval`` steps and at the end, each after the recorder's buffered
     frames are on disk. Returns ``md``.
+
+    The checkpoint stores the run's settings (:meth:`RingPolymerMD.run_settings`, the
+    record interval, and ``settings``: what only the caller knows, such as the structure
+    file); a restored run whose settings differ is refused with
+    :class:`~ase_mpnn.resume.CheckpointError`, as is a record that ends before the
+    checkpoint's step. A fresh ``md`` with an existing ``checkpoint_path`` is refused
+    too (continue it with ``from_checkpoint``), unless ``restart=True`` discards it.
     """
     from tqdm.auto import tqdm
 
     if int(checkpoint_interval) < 1:
         raise ValueError(f"checkpoint_interval must be >= 1, got {checkpoint_interval!r}")
+    if recorder is not None and recorder.md is not md:
+        raise ValueError("the recorder observes another RingPolymerMD")
+    if checkpoint_path is not None and recorder is not None and same_file(checkpoint_path, recorder.path):
+        raise ValueError(f"the checkpoint and the record are the same file ({os.fspath(checkpoint_path)}): "
+                         "give them different paths")
+    extra = dict(settings or {})
     if recorder is not None:
-        if recorder.md is not md:
-            raise ValueError("the recorder observes another RingPolymerMD")
-        recorder.truncate(after_step=md.nsteps)
+        extra.update({"record interval": recorder.interval, "record beads": recorder.beads})
+    restored = md.restored_from is not None
+    if checkpoint_path is not None and os.path.exists(checkpoint_path) and not restored:
+        if not restart:
+            raise CheckpointError(
+                f"{os.fspath(checkpoint_path)} exists but this run did not start from it: continue that run with "
+                f"RingPolymerMD.from_checkpoint({os.fspath(checkpoint_path)!r}, calculator), or pass restart=True "
+                "to discard it and start this run afresh"
+            )
+        os.remove(checkpoint_path)  # discarded deliberately
+        if recorder is not None:
+            recorder.truncate(after_step=md.nsteps - 1)
+    if restored:
+        check_settings(md.checkpoint_settings, {**md.run_settings(), **extra}, checkpoint=md.restored_from,
+                       how_to_start_over="a fresh RingPolymerMD and run_rpmd(..., restart=True) "
+                                         "(ase-mpnn rpmd: --restart)")
+        if recorder is not None:
+            recorder.continue_file()  # a recorder opened with mode "w" keeps the record this run continues
+            recorder.truncate(after_step=md.nsteps)
+            check_record_reaches(recorder, md.nsteps, md.restored_from)
+    extra = plain_settings(extra)
 
     def checkpoint() -> None:
         if recorder is not None:
             recorder.flush()
-        md.save_checkpoint(checkpoint_path)
+        md.save_checkpoint(checkpoint_path, extra)
 
     def observer() -> None:
         if md.nsteps > 0:  # step 0 needs no checkpoint: a restart from nothing is a fresh run
