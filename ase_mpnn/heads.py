@@ -16,7 +16,8 @@ physical properties with the right transformation behaviour:
   where r̃_i are positions relative to the structure's centre of mass (so α is
   translation invariant) and ν_i a learned linear map of v_i. Each term rotates as
   R α Rᵀ. The bond term lets scalar-only models such as SchNet predict an
-  anisotropic, equivariant polarizability; the ν ⊗ r̃ term is PaiNN's (seed 001).
+  anisotropic, equivariant polarizability; the ν ⊗ r̃ term is PaiNN's polarizability
+  read-out (Schütt, Unke and Gastegger, ICML 2021).
 """
 
 from __future__ import annotations
