@@ -21,7 +21,7 @@ import os
 import sys
 import warnings
 from contextlib import contextmanager
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -101,8 +101,7 @@ def _train(args: argparse.Namespace) -> int:
     config = TrainConfig.from_yaml(args.config)
     if args.committee is None:
         check_outputs(inputs={"config": args.config}, outputs=config.written_files())
-        with resumable(f"training is saved up to its last finished epoch ({config.run_dir / 'checkpoint.pt'}): "
-                       "run the same command again to resume from there (--fresh starts over)"):
+        with resumable(lambda: _training_resume_hint(config.run_dir / "checkpoint.pt")):
             train(config, fresh=args.fresh)
         return 0
     from .committee import member_configs
@@ -111,8 +110,8 @@ def _train(args: argparse.Namespace) -> int:
     for k, member in enumerate(members):
         print(f"committee member {k + 1} of {len(members)}: seed {member.seed} -> {member.output}", flush=True)
         check_outputs(inputs={"config": args.config}, outputs=member.written_files())
-        with resumable(f"member {k + 1} is saved up to its last finished epoch ({member.run_dir / 'checkpoint.pt'}), "
-                       "earlier members are done: run the same command again to resume (--fresh starts over)"):
+        with resumable(lambda: f"committee member {k + 1} (the earlier ones are done): "
+                       + _training_resume_hint(member.run_dir / "checkpoint.pt")):
             train(member, fresh=args.fresh)
     print("use them together: MPNNCalculator([" + ", ".join(repr(m.output) for m in members) + "])")
     return 0
@@ -191,7 +190,7 @@ def _md(args: argparse.Namespace) -> int:
                 {"ensemble": "NVT Langevin", "temperature_K": args.temperature, "friction_per_fs": args.friction})
     # What the checkpoint cannot tell from the dynamics: compared when the run resumes.
     settings = {"seed": args.seed, "structure": file_fingerprint(args.structure), "equilibrate": args.equilibrate}
-    with resumable(_resume_hint(checkpoint)):
+    with resumable(lambda: _resume_hint(checkpoint)):
         with MDRecorder(atoms, args.output, interval=args.interval, mode="a" if resuming else "w",
                         timestep_fs=args.timestep, metadata=metadata) as recorder:
             run_md(dynamics, args.steps, recorder, checkpoint_path=checkpoint,
@@ -250,7 +249,7 @@ def _rpmd(args: argparse.Namespace) -> int:
         md = RingPolymerMD(read_structures(args.structure), calc, n_beads=args.beads, temperature_K=args.temperature,
                            timestep=args.timestep * units.fs, thermostat=thermostat, tau=args.tau * units.fs,
                            seed=args.seed, propagator=args.propagator)
-    with resumable(_resume_hint(checkpoint)):
+    with resumable(lambda: _resume_hint(checkpoint)):
         with RingPolymerRecorder(md, args.output, interval=args.interval, mode="a" if resuming else "w",
                                  beads=args.record_beads) as recorder:
             run_rpmd(md, args.steps, recorder, checkpoint_path=checkpoint,
@@ -348,12 +347,21 @@ class Interrupted(Exception):
 
 
 @contextmanager
-def resumable(how_to_resume: str):
-    """Turn Ctrl-C inside the block into :class:`Interrupted` with ``how_to_resume``."""
+def resumable(how_to_resume: str | Callable[[], str]):
+    """Turn Ctrl-C inside the block into :class:`Interrupted` saying ``how_to_resume``
+    (a callable is asked when it happens: what was saved by then)."""
     try:
         yield
     except KeyboardInterrupt:
-        raise Interrupted(how_to_resume) from None
+        raise Interrupted(how_to_resume() if callable(how_to_resume) else how_to_resume) from None
+
+
+def _training_resume_hint(checkpoint) -> str:
+    """What a Ctrl-C'd training leaves and how to continue it (checked when it happens)."""
+    if checkpoint.is_file():
+        return (f"training is saved up to its last finished epoch ({checkpoint}): run the same command again to "
+                "resume from there (--fresh starts over)")
+    return "no epoch had finished (no checkpoint yet): running the same command again starts the training afresh"
 
 
 def _resume_hint(checkpoint: str) -> str:
