@@ -1,4 +1,4 @@
-"""Checks that any model, built-in or added by a user, must pass.
+"""Smoothness checks: force constants independent of the step, no spikes in the curvature.
 
 Spectroscopy needs smooth second derivatives of the potential surface: harmonic
 frequencies, phonons and vibrational spectra are statements about the curvature.
@@ -34,7 +34,7 @@ import torch
 from ase import Atoms
 from ase.build import bulk, molecule
 
-from .graph import build_graph
+from ..graph import build_graph
 
 __all__ = [
     "CurvatureScan",
