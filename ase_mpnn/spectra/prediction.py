@@ -36,7 +36,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -44,6 +43,7 @@ import numpy as np
 import torch
 from ase.data import chemical_symbols
 
+from ..atomic_file import atomic_write
 from ..calculator import MPNNCalculator, torch_threads
 from ..graph import Graph
 from ..neighbors import neighbor_list
@@ -296,12 +296,5 @@ def _read_cache(path: str, key: str) -> dict[str, np.ndarray]:
 
 def _write_cache(path: str, key: str, values: dict[str, np.ndarray]) -> None:
     # Written to a temporary file and renamed: a killed run never leaves half a cache file.
-    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=os.path.dirname(os.path.abspath(path)))
-    os.close(fd)
-    try:
-        np.savez(tmp, key=np.array(key), **values)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path) as f:
+        np.savez(f, key=np.array(key), **values)
