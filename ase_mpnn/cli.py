@@ -71,6 +71,8 @@ def _predict(args: argparse.Namespace) -> int:
 
     from . import MPNNCalculator
 
+    # Predictions over a labelled input would replace its reference labels.
+    check_outputs(inputs={"structure": args.structures, "model": args.model}, outputs={"output (-o)": args.output})
     calc = MPNNCalculator(args.model, device=args.device, dtype=torch_dtype(args.dtype))
     structures = []
     for path in args.structures:
@@ -122,6 +124,7 @@ def _eval(args: argparse.Namespace) -> int:
     from .data import read_dataset
     from .evaluate import error_metrics, format_metrics, parity_plot, predict_dataset
 
+    check_outputs(inputs={"data": args.data, "model": args.model}, outputs={"plot (--plot)": args.plot})
     model = load_model(args.model, device=args.device, dtype=torch_dtype(args.dtype))
     dataset = read_dataset(args.data, json.loads(args.keys) if args.keys else None, index=args.index)
     what = f"index {args.index}"

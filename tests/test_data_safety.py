@@ -106,6 +106,17 @@ def test_md_output_over_the_structure_or_model_is_refused(tmp_path, capsys, comm
     assert (structure.read_bytes(), model.read_bytes()) == before
 
 
+def test_predict_and_eval_outputs_over_their_inputs_are_refused(tmp_path, capsys):
+    data = tmp_path / "labelled.extxyz"
+    shutil.copy(WATER_DATA, data)
+    before = data.read_bytes()
+    assert main(["predict", str(WATER_MODEL), str(data), "-o", str(data)]) == 2  # would replace the labels
+    assert "is the structure file" in one_line_error(capsys)
+    assert main(["eval", str(WATER_MODEL), str(data), "--plot", str(data)]) == 2
+    assert "is the data file" in one_line_error(capsys)
+    assert data.read_bytes() == before
+
+
 # One writer per file, whatever its name ------------------------------------------------------
 def test_second_writer_through_a_symlink_is_locked_out(tmp_path, calc, capsys):
     real, link = tmp_path / "real.h5", tmp_path / "link.h5"
