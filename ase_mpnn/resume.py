@@ -39,25 +39,30 @@ def file_fingerprint(path: str | os.PathLike) -> str:
 
 
 def calculator_fingerprint(calc: Any) -> str:
-    """What identifies a calculator's potential: its model's configuration and weights
-    (hashed, in the dtype it computes in) for ``MPNNCalculator``-like calculators with a
-    ``model`` attribute, otherwise its class and ASE ``parameters``."""
+    """What identifies a calculator's potential: its models' configuration and weights
+    (hashed, in the dtype it computes in; every member of a committee) for
+    ``MPNNCalculator``-like calculators with a ``model`` (or ``members``) attribute,
+    otherwise its class and ASE ``parameters``."""
     import torch
 
-    model = getattr(calc, "model", None)
-    if isinstance(model, torch.nn.Module):
+    members = getattr(calc, "members", None)
+    models = members if isinstance(members, (list, tuple)) and members else [getattr(calc, "model", None)]
+    if all(isinstance(m, torch.nn.Module) for m in models):
         digest = hashlib.sha256()
-        config = getattr(model, "config", None)
-        digest.update(json.dumps(config, sort_keys=True, default=repr).encode())
         dtypes = set()
-        for name, tensor in model.state_dict().items():
-            t = tensor.detach().cpu().contiguous()
-            dtypes.add(str(t.dtype).replace("torch.", ""))
-            digest.update(name.encode())
-            digest.update(str(t.dtype).encode())
-            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-        architecture = (config or {}).get("architecture", type(model).__name__) if isinstance(config, dict) else ""
-        return (f"{type(calc).__name__} {architecture} model, weights sha256 {digest.hexdigest()[:16]} "
+        for model in models:
+            config = getattr(model, "config", None)
+            digest.update(json.dumps(config, sort_keys=True, default=repr).encode())
+            for name, tensor in model.state_dict().items():
+                t = tensor.detach().cpu().contiguous()
+                dtypes.add(str(t.dtype).replace("torch.", ""))
+                digest.update(name.encode())
+                digest.update(str(t.dtype).encode())
+                digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        config = getattr(models[0], "config", None)
+        architecture = config.get("architecture", type(models[0]).__name__) if isinstance(config, dict) else ""
+        what = f"committee of {len(models)} {architecture} models" if len(models) > 1 else f"{architecture} model"
+        return (f"{type(calc).__name__} {what}, weights sha256 {digest.hexdigest()[:16]} "
                 f"({'/'.join(sorted(dtypes))})")
     parameters = getattr(calc, "parameters", None) or {}
     try:
