@@ -309,7 +309,7 @@ class FrameFile:
         try:
             # Mode "w" over an existing file: nothing is destroyed until the first frame is
             # written, so that a run resuming from a checkpoint can still continue the file.
-            self._replace_pending = mode == "w" and os.path.lexists(self.path)
+            self._replace_pending = mode == "w" and os.path.exists(self.path)
             if self._replace_pending and not os.access(self.path, os.W_OK):
                 raise RecorderError(f"{self.path} exists and is not writable: cannot replace it")
             if not self._replace_pending:
