@@ -138,6 +138,33 @@ def test_second_writer_through_a_symlink_is_locked_out(tmp_path, calc, capsys):
         assert "another recorder" in err and len(err.strip().splitlines()) == 1
         first()
     np.testing.assert_array_equal(read_record(real)["step"], [0, 1, 2, 3])
+    assert not (tmp_path / "real.h5.lock").exists()  # the lock file goes with its writer
+
+
+def test_a_lock_file_removed_while_waiting_is_not_taken(tmp_path, calc, monkeypatch):
+    """A writer that opened the lock file just before the previous writer removed it must
+    not hold that removed file: it takes the lock on the file the name points to now."""
+    from ase_mpnn.md import record_file
+
+    atoms = molecule("H2O")
+    atoms.calc = calc
+    path = tmp_path / "md.h5"
+    real_flock, calls = record_file.fcntl.flock, []
+
+    def flock_after_the_old_file_is_gone(fd, operation):
+        if operation & record_file.fcntl.LOCK_EX and not calls:
+            calls.append(fd)
+            os.unlink(record_file.lock_path(path))  # the previous writer closes now
+        return real_flock(fd, operation)
+
+    monkeypatch.setattr(record_file.fcntl, "flock", flock_after_the_old_file_is_gone)
+    with MDRecorder(atoms, path, timestep_fs=0.5) as recorder:
+        recorder()
+        assert os.path.exists(record_file.lock_path(path))  # the lock taken is the one on disk
+        with pytest.raises(RecorderError, match="another recorder"):
+            MDRecorder(atoms, path, mode="a")
+    assert len(calls) == 1
+    assert not os.path.exists(record_file.lock_path(path))
 
 
 # Re-running the README's MD block ------------------------------------------------------------

@@ -30,7 +30,7 @@ refused with :class:`RecorderError`: HDF5 would read the missing parts as zeros.
 One writer per file. HDF5 drops its own file lock in SWMR mode (so that readers can open
 the file), which would let a second writer truncate a file under a running one; a
 :class:`FrameFile` therefore holds an advisory lock on ``<real path>.lock`` (``fcntl.flock``,
-released by the OS when the process dies; the empty lock file stays; POSIX only). The
+released by the OS when the process dies; removed when the writer closes; POSIX only). The
 lock is named after the file's real path (symbolic links resolved), so a second writer
 that reaches the same file through a link is refused too.
 
@@ -193,27 +193,51 @@ def lock_path(path: str | os.PathLike) -> str:
 
 
 def _lock_writer(path: str) -> int | None:
-    """Take the advisory writer lock of ``path``; returns its file descriptor."""
+    """Take the advisory writer lock of ``path``; returns its file descriptor.
+
+    The lock file is removed when the writer closes (see :func:`_unlock_writer`), so a
+    writer that got the lock on a file that was removed meanwhile tries again on the
+    new one: the lock is the file that the name points to now, never a removed one.
+    """
     if fcntl is None:
         return None
     lock = lock_path(path)
-    # O_NOFOLLOW: a symbolic link planted at the lock's name is refused, never opened.
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        raise RecorderError(
-            f"{path} is being written by another recorder (lock {lock} held): wait for that run to finish, "
-            "or record to another file"
-        ) from None
-    return fd
+    while True:
+        # O_NOFOLLOW: a symbolic link planted at the lock's name is refused, never opened.
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise RecorderError(
+                f"{path} is being written by another recorder (lock {lock} held): wait for that run to finish, "
+                "or record to another file"
+            ) from None
+        try:
+            current = os.stat(lock, follow_symlinks=False)
+        except FileNotFoundError:
+            current = None
+        mine = os.fstat(fd)
+        if current is not None and (current.st_ino, current.st_dev) == (mine.st_ino, mine.st_dev):
+            return fd
+        os.close(fd)  # the previous writer removed this lock file as we opened it: take the new one
 
 
-def _unlock_writer(fd: int | None) -> None:
-    if fd is not None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+def _unlock_writer(fd: int | None, path: str | None = None) -> None:
+    """Release the writer lock; with ``path``, remove its lock file first (no ``.lock`` left behind)."""
+    if fd is None:
+        return
+    if path is not None:
+        lock = lock_path(path)
+        try:  # removed while still held, and only if it is still ours
+            current = os.stat(lock, follow_symlinks=False)
+            mine = os.fstat(fd)
+            if (current.st_ino, current.st_dev) == (mine.st_ino, mine.st_dev):
+                os.unlink(lock)
+        except OSError:
+            pass
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
 
 
 def _open_swmr_writer(path: str) -> h5py.File:
@@ -315,7 +339,7 @@ class FrameFile:
             if not self._replace_pending:
                 self._file = self._open(mode)
         except BaseException:
-            _unlock_writer(self._lock)
+            _unlock_writer(self._lock, self.path)
             raise
         self._bind()
 
@@ -515,7 +539,7 @@ class FrameFile:
                 self._file.close()
                 self._file = None
             self._closed = True
-            _unlock_writer(self._lock)
+            _unlock_writer(self._lock, self.path)
             self._lock = None
 
 
