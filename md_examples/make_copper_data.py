@@ -11,9 +11,13 @@ ideal lattice, which the heated frames sample only sparsely.
     python md_examples/make_copper_data.py -o data/copper_emt.extxyz
     python md_examples/make_copper_data.py --strained-lattice 200 -o data/copper_emt_strained.extxyz
 
+    python md_examples/make_copper_data.py --large-lattice 40 -o data/copper_emt_large.extxyz
+
 The second file holds perfect cells under random strains up to ±1.5 % (stress only,
 ``info["sampling"] = "strained-lattice"``): the elastic constants, which set the acoustic
-phonons near Γ.
+phonons near Γ. The third holds near-lattice 256-atom cells (4×4×4 cubic): the
+displacement patterns of the zone-boundary phonons at L, W and K fit only into cells
+that are multiples of 2 and 4 cubic cells, not into the 3×3×3 cells above (X fits both).
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ def frames(n_frames: int, seed: int):
         yield labelled
 
 
-def near_lattice_frames(n_frames: int, seed: int):
+def near_lattice_frames(n_frames: int, seed: int, repeat: int = 3):
     """Ideal fcc cells, slightly scaled, with small random displacements (EMT labels)."""
     rng = np.random.default_rng(seed)
     sigmas = [0.01, 0.02, 0.03, 0.05]
@@ -61,7 +65,7 @@ def near_lattice_frames(n_frames: int, seed: int):
         # 7.2 Å of a 32-atom cell, so in 32-atom cells a displaced atom also feels its
         # own displaced images; force constants learned there do not carry over to
         # larger cells (phonon supercells). 3×3×3 cells (10.8 Å) have no such coupling.
-        atoms = bulk("Cu", "fcc", a=rng.uniform(3.59, 3.63), cubic=True).repeat(3)
+        atoms = bulk("Cu", "fcc", a=rng.uniform(3.59, 3.63), cubic=True).repeat(repeat)
         sigma = sigmas[k % len(sigmas)]
         atoms.positions += rng.normal(scale=sigma, size=atoms.positions.shape)
         atoms.calc = EMT()
@@ -104,10 +108,16 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--near-lattice", type=int, default=100, help="near-ideal 108-atom cells after the MD frames")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--large-lattice", type=int, default=0, metavar="N",
+                        help="instead of the above, write N near-lattice 256-atom (4x4x4 cubic) cells "
+                             "(data/copper_emt_large.extxyz uses 40)")
     parser.add_argument("--strained-lattice", type=int, default=0, metavar="N",
                         help="instead of the above, write N strained perfect 32-atom cells "
                              "(data/copper_emt_strained.extxyz uses 200)")
     args = parser.parse_args()
+    if args.large_lattice:
+        ase.io.write(args.output, list(near_lattice_frames(args.large_lattice, args.seed + 3, repeat=4)))
+        return
     if args.strained_lattice:
         ase.io.write(args.output, list(strained_lattice_frames(args.strained_lattice, args.seed + 2)))
         return

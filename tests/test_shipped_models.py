@@ -89,11 +89,14 @@ def test_copper_force_constant_matches_emt_at_every_step():
         assert _self_force_constant(model, step) == pytest.approx(reference, rel=0.02), step
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known limitation of painn_copper.pt: the zone-boundary phonons (X, W, K) are within "
-    "1.1 % of EMT and L within 2.4 %, but long-wavelength acoustic modes near Γ (5–8 meV) "
-    "are up to 9 % too stiff; the 2 % target over the whole band path is not met"))
 def test_copper_phonons_match_emt(tmp_path):
+    """Phonons along Γ–X–W–K–Γ–L within 2 % of EMT (where above 20 % of the top frequency).
+
+    The supercell must hold the force constants: ``ase.phonons`` interpolates between the
+    supercell's q-points, exact only if the force constants vanish within half of it. The
+    model reaches 2 messages × 4.5 Å = 9 Å, so 9×9×9 (23 Å across); in 5×5×5 the folded
+    tail makes its long-wavelength acoustic branches up to 9 % too stiff.
+    """
     from ase.phonons import Phonons
 
     primitive = bulk("Cu", "fcc", a=3.61)
@@ -101,10 +104,25 @@ def test_copper_phonons_match_emt(tmp_path):
     bands = {}
     for name, calc in (("emt", EMT()),
                        ("model", MPNNCalculator(ROOT / "models" / "painn_copper.pt", dtype=torch.float64))):
-        phonons = Phonons(primitive, calc, supercell=(5, 5, 5), delta=0.01, name=str(tmp_path / name))
+        phonons = Phonons(primitive, calc, supercell=(9, 9, 9), delta=0.01, name=str(tmp_path / name))
         phonons.run()
         phonons.read(acoustic=True)
         bands[name] = phonons.band_structure(path.kpts).ravel()
     emt, model = bands["emt"], bands["model"]
     significant = emt > 0.2 * emt.max()  # away from Γ, where both go to zero
     np.testing.assert_allclose(model[significant], emt[significant], rtol=0.02)
+    # Near Γ the frequencies vanish: there the error counts against the band width.
+    assert np.abs(model - emt)[~significant].max() < 0.02 * emt.max()
+
+
+def test_copper_elastic_constants_match_emt():
+    """C11, C12, C44 (the slopes of the acoustic branches at Γ) within 2 % of EMT."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("check", ROOT / "md_examples" / "check_shipped_models.py")
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    reference = check.elastic_constants(EMT())
+    model = check.elastic_constants(MPNNCalculator(ROOT / "models" / "painn_copper.pt", dtype=torch.float64))
+    for name in ("C11", "C12", "C44"):
+        assert model[name] == pytest.approx(reference[name], rel=0.02), (name, model[name], reference[name])
