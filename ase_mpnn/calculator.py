@@ -35,7 +35,7 @@ from .graph import build_graph, total_charge_of
 from .io import load_model
 from .neighbors import VerletNeighborList
 from .potential import AtomisticModel, InputError, NonFiniteResultError
-from .properties import register_polarizability
+from .properties import MODEL_PROPERTIES, fully_periodic, register_polarizability
 
 register_polarizability()
 
@@ -89,16 +89,7 @@ class MPNNCalculator(Calculator):
     (ASE's convention: × 14.3996 for Å³).
     """
 
-    implemented_properties = [
-        "energy",
-        "free_energy",
-        "energies",
-        "forces",
-        "stress",
-        "dipole",
-        "charges",
-        "polarizability",
-    ]
+    implemented_properties = ["energy", "free_energy", *MODEL_PROPERTIES[1:]]
 
     def __init__(
         self,
@@ -227,7 +218,7 @@ class MPNNCalculator(Calculator):
                     f"{spreads} need a committee: MPNNCalculator([model_1, model_2, ...])")
             raise PropertyNotImplementedError(f"{sorted(unknown)} not available from {type(self).__name__}")
         asked = {a[:-4] if a.endswith("_std") else a for a in asked}
-        periodic = all(a.pbc.all() for a in structures)
+        periodic = fully_periodic(structures)
         if "stress" in asked and not periodic:
             if strict:
                 raise PropertyNotImplementedError(
@@ -241,7 +232,7 @@ class MPNNCalculator(Calculator):
                 wanted.add("forces")
                 if periodic:
                     wanted.add("stress")
-        if not any(a.pbc.all() for a in structures):
+        if not any(fully_periodic([a]) for a in structures):
             wanted.discard("stress")
         return wanted
 
@@ -270,7 +261,7 @@ class MPNNCalculator(Calculator):
                 r["energies"] = host["energies"][lo:hi].copy()
             if "forces" in host:
                 r["forces"] = host["forces"][lo:hi].copy()
-            if "stress" in host and atoms.pbc.all():
+            if "stress" in host and fully_periodic([atoms]):
                 r["stress"] = full_3x3_to_voigt_6_stress(host["stress"][k])
             if "charges" in host:
                 r["charges"] = host["charges"][lo:hi].copy()

@@ -77,9 +77,9 @@ def _predict(args: argparse.Namespace) -> int:
     structures = []
     for path in args.structures:
         structures.extend(read_structures(path, ":"))
-    properties = ["energy", "forces", "dipole", "charges", "polarizability"]
-    if all(a.pbc.all() for a in structures):
-        properties.append("stress")
+    from .properties import MODEL_PROPERTIES, computable
+
+    properties = sorted(computable(set(MODEL_PROPERTIES) - {"energies"}, structures))
     results = []
     for start in range(0, len(structures), args.batch_size):
         chunk = structures[start : start + args.batch_size]

@@ -25,10 +25,12 @@ from ase.stress import voigt_6_to_full_3x3_stress
 from .graph import Graph, build_graph
 from .neighbors import PairList, neighbor_list
 
-LABELS = ("energy", "forces", "stress", "dipole", "polarizability")
+from .properties import LABELS, PROPERTY_TABLE
+
 DEFAULT_KEYS = {label: label for label in LABELS}
-# Shape of one frame's label (forces are per atom).
-_SHAPES = {"energy": (), "forces": (-1, 3), "stress": (3, 3), "dipole": (3,), "polarizability": (3, 3)}
+# Shape of one frame's label (per-atom labels have one row per atom).
+_SHAPES = {label: ((-1,) if PROPERTY_TABLE[label].per_atom else ()) + PROPERTY_TABLE[label].shape
+           for label in LABELS}
 
 
 class DataError(ValueError):

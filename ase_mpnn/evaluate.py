@@ -14,6 +14,7 @@ import torch
 
 from .data import LABELS, Dataset, iterate_batches, make_batch
 from .potential import AtomisticModel
+from .properties import ERROR_UNITS, computable, fully_periodic
 
 
 def predict_dataset(
@@ -26,13 +27,13 @@ def predict_dataset(
     dtype = next(model.parameters()).dtype
     device = next(model.parameters()).device
     wanted = [label for label in LABELS if dataset.count(label)]
-    if "stress" in wanted and not all(s.atoms.pbc.all() for s in dataset.samples if "stress" in s.labels):
+    if "stress" in wanted and not fully_periodic(s.atoms for s in dataset.samples if "stress" in s.labels):
         raise ValueError("stress labels on structures that are not periodic in all directions")
     properties = set(wanted) | {"energy"}
     predicted, reference = defaultdict(list), defaultdict(list)
     for samples in iterate_batches(dataset, batch_size):
         batch = make_batch(samples, model.cutoff, dtype, device)
-        props = properties if all(s.atoms.pbc.all() for s in samples) else properties - {"stress"}
+        props = computable(properties, [s.atoms for s in samples])
         with torch.enable_grad() if {"forces", "stress"} & props else torch.no_grad():
             out = model(batch.graph, props)
         atom_graph = batch.graph.batch
@@ -73,13 +74,7 @@ def evaluate(model: AtomisticModel, dataset: Dataset, batch_size: int = 32) -> d
     return error_metrics(*predict_dataset(model, dataset, batch_size))
 
 
-UNITS = {
-    "energy": "eV/atom",
-    "forces": "eV/Å",
-    "stress": "eV/Å³",
-    "dipole": "e·Å",
-    "polarizability": "e²Å²/eV",
-}
+UNITS = ERROR_UNITS  # errors of each label: energy per atom, the rest in ASE units
 
 
 def format_metrics(metrics: dict[str, float]) -> str:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .data import DataError, Dataset, fit_atomic_energies
+from .properties import ERROR_UNITS
 
 __all__ = ["ERROR_Z", "WARN_Z", "LabelOutlier", "check_label_outliers", "find_label_outliers", "robust_z"]
 
@@ -39,7 +40,6 @@ WARN_Z = 50.0
 # Smallest spread a label's z-score is measured in: labels that are all (nearly) equal,
 # e.g. zero dipoles of non-polar molecules, do not turn a tiny difference into an outlier.
 _SCALE_FLOOR = {"energy": 1e-3, "forces": 1e-3, "stress": 1e-5, "dipole": 1e-3, "polarizability": 1e-3}
-_UNITS = {"energy": "eV/atom", "forces": "eV/Å", "stress": "eV/Å³", "dipole": "e·Å", "polarizability": "e²Å²/eV"}
 
 
 @dataclass
@@ -136,7 +136,7 @@ def find_label_outliers(dataset: Dataset, threshold: float = WARN_Z) -> list[Lab
 
 def _describe(o: LabelOutlier) -> str:
     what = "energy per atom (after reference energies)" if o.label == "energy" else o.label
-    return (f"{o.origin}: {what} {o.value:.6g} {_UNITS[o.label]} is {abs(o.z):.3g} robust spreads from the "
+    return (f"{o.origin}: {what} {o.value:.6g} {ERROR_UNITS[o.label]} is {abs(o.z):.3g} robust spreads from the "
             f"median {o.median:.6g}")
 
 

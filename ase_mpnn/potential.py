@@ -31,8 +31,9 @@ from torch import nn
 from .graph import Graph
 from .heads import BondPolarizability, ScalarReadout, VectorReadout, centre_of_mass, corrected_charges
 from .nn import scatter_sum
+from .properties import MODEL_PROPERTIES
 
-PROPERTIES = ("energy", "energies", "forces", "stress", "charges", "dipole", "polarizability")
+PROPERTIES = MODEL_PROPERTIES  # see ase_mpnn.properties for shapes and units
 
 # Buffers kept in float64 when the model is converted to float32.
 _FLOAT64_BUFFERS = ("atomic_energies", "energy_scale")

@@ -58,6 +58,7 @@ from .label_outliers import check_label_outliers
 from .output_paths import check_outputs
 from .io import load_model, read_header, save_model
 from .potential import AtomisticModel
+from .properties import computable
 from .resume import CheckpointError, check_settings, file_fingerprint, plain_settings
 from .zoo import build_model
 
@@ -479,7 +480,7 @@ def train(config: TrainConfig, progress: bool = True, fresh: bool = False) -> At
         for samples in iterate_batches(train_set, config.batch_size, rng):
             shard = samples[rank::world]
             batch = make_batch(shard, config.cutoff, dtype, config.device)
-            props = properties if all(s.atoms.pbc.all() for s in shard) else properties - {"stress"}
+            props = computable(properties, [s.atoms for s in shard])
             out = model(batch.graph, props, create_graph=True)
             errors = residuals(out, batch, weights)
             loss = weighted_loss(mean_squared(errors, batch), weights)

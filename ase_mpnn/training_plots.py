@@ -13,14 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-UNITS = {
-    "energy": "eV/atom",
-    "forces": "eV/Å",
-    "stress": "eV/Å³",
-    "dipole": "e·Å",
-    "polarizability": "e²Å²/eV",
-}
-LABELS = tuple(UNITS)
+from .properties import ERROR_UNITS as UNITS
+from .properties import LABELS
 
 # α in e²Å²/eV × 4πε₀ (14.3996 eV·Å/e²) = polarizability volume in Å³, the unit people quote.
 A3_PER_E2A2_PER_EV = 14.399645

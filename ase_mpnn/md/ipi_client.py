@@ -59,6 +59,8 @@ from ase.calculators.calculator import all_changes
 from ase.stress import voigt_6_to_full_3x3_stress
 from ase.units import Bohr, Hartree
 
+from ..properties import PROPERTY_TABLE, fully_periodic
+
 __all__ = ["IPIClient", "run_client", "IPIConnectionError", "IPIProtocolError", "EXTRAS_UNITS", "DEFAULT_TIMEOUT"]
 
 HEADER_LENGTH = 12
@@ -67,7 +69,7 @@ EXTRAS_UNITS = {
     "atomic": {"dipole": 1.0 / Bohr, "polarizability": Hartree / Bohr**2},
     "ase": {"dipole": 1.0, "polarizability": 1.0},
 }
-_EXTRA_SHAPES = {"dipole": (3,), "polarizability": (3, 3)}
+_EXTRA_SHAPES = {name: PROPERTY_TABLE[name].shape for name in ("dipole", "polarizability")}
 #: Seconds without a message from i-PI before the client gives up. A live i-PI polls its
 #: clients (STATUS) continually, idle ones included, so ten silent minutes mean a frozen
 #: or half-dead server, not a busy one.
@@ -297,7 +299,7 @@ class IPIClient:
         atoms = self.atoms
         atoms.set_cell(np.asarray(cell_h, dtype=np.float64).reshape(3, 3).T * Bohr, scale_atoms=False)
         atoms.positions[:] = np.asarray(positions, dtype=np.float64).reshape(-1, 3) * Bohr
-        periodic = bool(atoms.pbc.all())
+        periodic = fully_periodic([atoms])
         properties = ["energy", "forces", *(["stress"] if periodic else []), *self.extras]
         self.calculator.calculate(atoms, properties, all_changes)
         results = self.calculator.results

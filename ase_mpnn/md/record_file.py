@@ -54,6 +54,8 @@ from typing import Any
 import h5py
 import numpy as np
 
+from ..properties import PROPERTY_TABLE
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: no writer lock
@@ -72,12 +74,8 @@ UNITS: dict[str, str] = {
     "potential_energy": "eV",
     "kinetic_energy": "eV",
     "temperature": "K",
-    "dipole": "e·Å",
-    "polarizability": "e²Å²/eV",
-    "charges": "e",
-    "forces": "eV/Å",
-    "energies": "eV",
-    "stress": "eV/Å³",
+    # the model's properties (dipole, polarizability, charges, forces, energies, stress)
+    **{name: p.unit for name, p in PROPERTY_TABLE.items() if name != "energy"},
     "numbers": "1",
     "masses": "amu",
     "pbc": "1",

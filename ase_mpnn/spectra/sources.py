@@ -38,14 +38,15 @@ from typing import Any
 import h5py
 import numpy as np
 
+from ..properties import PROPERTY_TABLE
 from .lineshapes import RamanSpectra, Spectrum, ir_spectrum, power_spectrum, raman_spectrum
 from .prediction import PREDICTABLE, as_calculator, predict_series
 from .trajectories import UnwrapError, is_ipi_input, read_ase, read_ipi, unwrap_positions
 
 SERIES = ("time", "positions", "velocities", "dipole", "polarizability")
 # Units the readers assume (the recorder writes them as "units" attributes).
-_EXPECTED_UNITS = {"time": "fs", "positions": "Å", "velocities": "Å/fs", "dipole": "e·Å",
-                   "polarizability": "e²Å²/eV", "masses": "amu"}
+_EXPECTED_UNITS = {"time": "fs", "positions": "Å", "velocities": "Å/fs", "masses": "amu",
+                   "dipole": PROPERTY_TABLE["dipole"].unit, "polarizability": PROPERTY_TABLE["polarizability"].unit}
 PathLike = str | os.PathLike
 #: Keyword arguments of :func:`load_series` (the ``*_from_file`` functions pass them on).
 LOAD_OPTIONS = ("dt_fs", "model", "predict", "properties", "keys", "format", "pbc", "charge", "extras_units",

@@ -60,7 +60,7 @@ from ase import Atoms, units
 from ase.data import atomic_masses, atomic_numbers
 from ase.geometry import cellpar_to_cell, complete_cell
 
-from ..properties import register_polarizability
+from ..properties import PROPERTY_TABLE, register_polarizability
 
 register_polarizability()
 
@@ -279,7 +279,8 @@ def _collect(frames: Iterator[Atoms], path: str, what: str, names: Mapping[str, 
         out["velocities"] = p / masses[None, :, None] * units.fs
         dof = first.get_number_of_degrees_of_freedom()
         out["temperature"] = np.einsum("tni,tni->t", p, p / masses[None, :, None]) / (dof * units.kB)
-    shapes = {"dipole": (3,), "polarizability": (3, 3), "time": ()}
+    shapes = {"dipole": PROPERTY_TABLE["dipole"].shape, "polarizability": PROPERTY_TABLE["polarizability"].shape,
+              "time": ()}
     for series, values in found.items():
         have = sum(v is not None for v in values)
         if have == k:
