@@ -35,7 +35,7 @@ from .graph import build_graph, total_charge_of
 from .io import load_model
 from .neighbors import VerletNeighborList
 from .potential import AtomisticModel, InputError, NonFiniteResultError
-from .properties import MODEL_PROPERTIES, fully_periodic, register_polarizability
+from .properties import MODEL_PROPERTIES, PROPERTY_TABLE, fully_periodic, register_polarizability
 
 register_polarizability()
 
@@ -256,19 +256,20 @@ class MPNNCalculator(Calculator):
         for k, atoms in enumerate(structures):
             lo, hi = bounds[k], bounds[k + 1]
             r: dict[str, Any] = {}
-            if "energy" in host:
-                r["energy"] = r["free_energy"] = float(host["energy"][k])
-                r["energies"] = host["energies"][lo:hi].copy()
-            if "forces" in host:
-                r["forces"] = host["forces"][lo:hi].copy()
-            if "stress" in host and fully_periodic([atoms]):
-                r["stress"] = full_3x3_to_voigt_6_stress(host["stress"][k])
-            if "charges" in host:
-                r["charges"] = host["charges"][lo:hi].copy()
-            if "dipole" in host:
-                r["dipole"] = host["dipole"][k].copy()
-            if "polarizability" in host:
-                r["polarizability"] = host["polarizability"][k].copy()
+            for name, value in host.items():
+                prop = PROPERTY_TABLE[name]
+                if prop.needs_periodic and not fully_periodic([atoms]):
+                    continue
+                if prop.per_atom:
+                    r[name] = value[lo:hi].copy()
+                elif prop.shape == ():
+                    r[name] = float(value[k])
+                else:
+                    r[name] = value[k].copy()
+            if "stress" in r:  # ASE's results hold the Voigt form
+                r["stress"] = full_3x3_to_voigt_6_stress(r["stress"])
+            if "energy" in r:
+                r["free_energy"] = r["energy"]
             results.append(r)
         return results
 
