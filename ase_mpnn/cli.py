@@ -292,7 +292,7 @@ def _spectrum(args: argparse.Namespace) -> int:
 
 
 def _harmonic(args: argparse.Namespace) -> int:
-    from .spectra.harmonic import harmonic_report
+    from .spectra.harmonic_report import harmonic_report
 
     read_structures(args.structure)  # an unreadable file: one line, before the model loads
     print(harmonic_report(args.structure, args.model, optimize=not args.no_optimize, fmax=args.fmax,

@@ -20,7 +20,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from ase_mpnn.md import RingPolymerMD, RingPolymerRecorder, read_record
 from ase_mpnn.md.rpmd import HBAR, normal_mode_frequencies
 from ase_mpnn.spectra import ir_spectrum_from_file
-from ase_mpnn.spectra.harmonic import ir_intensity_km_mol
+from ase_mpnn.spectra.intensities import ir_intensity_km_mol
 
 TEMPERATURE_K = 300.0
 OMEGA = 8 * units.kB * TEMPERATURE_K / HBAR  # βħω = 8 (≈ 1668 cm⁻¹)

@@ -28,7 +28,8 @@ from ase.md.verlet import VelocityVerlet
 from ase_mpnn import MPNNCalculator
 from ase_mpnn.md import MDRecorder
 from ase_mpnn.spectra import find_peaks, ir_spectrum_from_file
-from ase_mpnn.spectra.harmonic import harmonic_analysis, normal_mode_sampling
+from ase_mpnn.md.normal_modes import normal_mode_sampling
+from ase_mpnn.spectra.harmonic import harmonic_analysis
 
 WATER_MODEL = Path(__file__).resolve().parents[1] / "models" / "painn_water.pt"
 TEMPERATURE_K = 20.0

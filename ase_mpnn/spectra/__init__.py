@@ -30,14 +30,9 @@ from .lineshapes import (
     raman_scattering_factor,
     raman_spectrum,
 )
-from .harmonic import (
-    HarmonicResult,
-    harmonic_analysis,
-    harmonic_report,
-    load_reference,
-    normal_mode_sampling,
-    reference_table,
-)
+from ..md.normal_modes import normal_mode_sampling
+from .harmonic import HarmonicResult, harmonic_analysis
+from .harmonic_report import harmonic_report, load_reference, reference_table
 from .peaks import WATER_GAS_FUNDAMENTALS, Peak, find_peaks, peak_table
 from .plot import plot_spectra
 from .quantum import absorption_multiplier, correction_factor, reduced_frequency

@@ -5,10 +5,10 @@ with :class:`ase.vibrations.Infrared` and, from the same displaced structures, t
 derivatives of the dipole and of the polarizability along every mass-weighted normal
 mode. It returns a :class:`HarmonicResult` with frequencies (cm⁻¹), IR intensities
 (km/mol), Raman activities (Å⁴/amu) and depolarization ratios.
-:func:`normal_mode_sampling` turns that result into classical initial conditions with
-exactly k_BT in every mode, for NVE runs whose dipole spectra are compared with the
-harmonic intensities. :func:`harmonic_report` is the one-call version behind
-``ase-mpnn harmonic STRUCTURE --model M``.
+Related modules: the intensity formulas are in :mod:`.intensities`, the report
+behind ``ase-mpnn harmonic STRUCTURE --model M`` in :mod:`.harmonic_report`, and the
+classical initial conditions with exactly k_BT in every mode (for NVE runs whose dipole
+spectra are compared with the harmonic intensities) in :mod:`ase_mpnn.md.normal_modes`.
 
 Units and conventions
 ---------------------
@@ -56,6 +56,7 @@ from ase.vibrations import Infrared
 
 from ase_mpnn.properties import register_polarizability
 
+from .intensities import ir_intensity_km_mol, raman_invariants
 from .lineshapes import POLARIZABILITY_TO_A3
 
 register_polarizability()
@@ -63,12 +64,13 @@ register_polarizability()
 __all__ = [
     "HarmonicResult",
     "harmonic_analysis",
+    # kept here for the old import paths; their homes are given in the module doc
     "harmonic_report",
-    "load_reference",
-    "reference_table",
     "ir_intensity_km_mol",
+    "load_reference",
     "normal_mode_sampling",
     "raman_invariants",
+    "reference_table",
 ]
 
 # ω in 1/(ASE time unit) per cm⁻¹: ω = 2π c ν̃ with c in cm/s, then s → ASE time.
@@ -81,63 +83,6 @@ _LINEAR_TOLERANCE = 1e-3
 _RIGID_WARN_CM1 = 100.0
 
 
-# --------------------------------------------------------------------------------------
-# Formulas
-# --------------------------------------------------------------------------------------
-def ir_intensity_km_mol(dipole_derivatives: np.ndarray) -> np.ndarray:
-    """Double-harmonic IR intensities from dipole derivatives along normal modes.
-
-    A_k = N_A |∂μ/∂Q_k|² / (12 ε₀ c²)   (SI, m/mol), returned in km/mol.
-
-    Args:
-        dipole_derivatives: μ'_k, shape (..., 3), in e/√amu (e·Å per Å·√amu).
-
-    Returns:
-        Intensities, shape (...), in km/mol. 1 (D/Å)²/amu gives 42.255 km/mol.
-    """
-    mu = np.asarray(dipole_derivatives, dtype=float)
-    mu_si = mu * units._e / np.sqrt(units._amu)  # C/√kg
-    a_si = units._Nav * np.sum(mu_si**2, axis=-1) / (12.0 * units._eps0 * units._c**2)
-    return a_si / 1000.0  # m/mol → km/mol
-
-
-def raman_invariants(
-    polarizability_derivatives: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Raman invariants, activities and depolarization ratios from α'_k.
-
-    With α'_k = ∂α/∂Q_k (symmetric 3×3, Å²/√amu):
-
-    * isotropic part      a_k  = tr(α'_k) / 3
-    * anisotropy          γ_k² = (3/2) β_k:β_k,  β_k = α'_k − a_k I
-      (equivalently ½[(xx−yy)² + (yy−zz)² + (zz−xx)² + 6(xy² + yz² + zx²)])
-    * Raman activity      S_k  = 45 a_k² + 7 γ_k²                 (Å⁴/amu)
-    * depolarization      ρ_k  = 3 γ_k² / (45 a_k² + 4 γ_k²)      (0 … 3/4)
-
-    A rod-like α' = diag(1, 0, 0) gives γ² = 1, ρ = 1/3; an isotropic α' gives ρ = 0.
-    (Writing β:β for γ² in the orientational averages is off by the factor 3/2.)
-
-    Args:
-        polarizability_derivatives: shape (..., 3, 3), Å²/√amu.
-
-    Returns:
-        (a, gamma2, activity, rho), each of shape (...). ρ is NaN for a mode with
-        a = γ = 0 (Raman inactive: the ratio is undefined).
-    """
-    alpha = np.asarray(polarizability_derivatives, dtype=float)
-    a = np.trace(alpha, axis1=-2, axis2=-1) / 3.0
-    beta = alpha - a[..., None, None] * np.eye(3)
-    gamma2 = 1.5 * np.sum(beta * beta, axis=(-2, -1))
-    activity = 45.0 * a**2 + 7.0 * gamma2
-    denom = 45.0 * a**2 + 4.0 * gamma2
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rho = np.where(denom > 0, 3.0 * gamma2 / np.where(denom > 0, denom, 1.0), np.nan)
-    return a, gamma2, activity, rho
-
-
-# --------------------------------------------------------------------------------------
-# Result
-# --------------------------------------------------------------------------------------
 @dataclass
 class HarmonicResult:
     """Harmonic vibrational analysis of one relaxed structure.
@@ -617,323 +562,7 @@ def harmonic_analysis(
     )
 
 
-# --------------------------------------------------------------------------------------
-# Initial conditions
-# --------------------------------------------------------------------------------------
-def _rigid_body_basis(atoms: Atoms) -> np.ndarray:
-    """Orthonormal mass-weighted translation (+ rotation for molecules) vectors, (r, 3N)."""
-    m = atoms.get_masses()
-    sqm = np.sqrt(m)[:, None]
-    vectors = [np.zeros((len(atoms), 3)) for _ in range(3)]
-    for c in range(3):
-        vectors[c][:, c] = 1.0
-    vectors = [v * sqm for v in vectors]
-    if not atoms.pbc.any():
-        r = atoms.positions - atoms.get_center_of_mass()
-        for c in range(3):
-            axis = np.zeros(3)
-            axis[c] = 1.0
-            vectors.append(np.cross(axis, r) * sqm)
-    mat = np.array([v.ravel() for v in vectors])
-    _, s, vt = np.linalg.svd(mat, full_matrices=False)
-    # a linear molecule has a zero rotation about its axis: drop null directions
-    return vt[s > 1e-8 * s.max()]
-
-
-def normal_mode_sampling(
-    result: HarmonicResult,
-    temperature_K: float,
-    seed: int | np.random.Generator | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Classical initial conditions with exactly k_BT in every vibrational mode.
-
-    For each mode k (angular frequency ω_k, random phase φ_k uniform in [0, 2π)):
-
-        Q_k = √(2 k_B T) / ω_k · cos φ_k,    Q̇_k = −√(2 k_B T) · sin φ_k,
-
-    so ½Q̇_k² + ½ω_k²Q_k² = k_BT for every k, and x = x⁰ + M^-1/2 Σ_k e_k Q_k,
-    v = M^-1/2 Σ_k e_k Q̇_k (+ a small rigid rotation, below) around the relaxed
-    geometry. Q_k and Q̇_k are the projections e_k·√m Δx and e_k·√m v.
-
-    Purpose: a classical NVE run started here is a deterministic (up to the phases)
-    low-temperature trajectory whose time-averaged ⟨Q_k²⟩ = k_BT/ω_k² equals the
-    canonical average of each mode, so the band areas of its dipole spectrum equal
-    the thermal (double-harmonic) ones without the exponential scatter of the mode
-    energies a Maxwell–Boltzmann draw gives. It is used to check MD IR intensities
-    against the harmonic km/mol within 10 %.
-
-    Limits: it is a microcanonical trajectory at E = E⁰ + n_modes·k_BT (n_modes =
-    3N − 6 for a nonlinear molecule), not a canonical ensemble; anharmonic coupling
-    exchanges energy between modes during the run (keep T low, tens to a few hundred
-    K, for the 10 % comparison); Fermi resonances and large-amplitude motions are
-    not represented. The mode vectors are first made exactly orthogonal to the
-    rigid-body motions (finite-difference Hessians mix them slightly; the energies
-    are exact for these cleaned vectors, and for ``result.mode_vectors`` within that
-    mixing, ≲ 1e-4 for water). The angular momentum is zero about the centre of
-    mass of the displaced geometry: the vibration–rotation coupling that this
-    removes (second order in the amplitudes) goes into a small rigid-rotation
-    velocity (for water at 300 K its kinetic energy is ≈ 0.2 % of k_BT), not into
-    the modes. For a periodic cell only the linear momentum is zero; for a linear
-    molecule the angular momentum about its axis (degenerate bends) is left as is.
-
-    Args:
-        result: a :class:`HarmonicResult` without imaginary modes.
-        temperature_K: temperature in K (≥ 0).
-        seed: seed or ``numpy.random.Generator`` for the phases (same seed, same
-            output).
-
-    Returns:
-        (positions, velocities): (N, 3) in Å and in ASE velocity units
-        (Å per ASE time unit), ready for ``atoms.set_positions`` and
-        ``atoms.set_velocities``. Multiply the velocities by ``ase.units.fs`` for Å/fs.
-
-    Example:
-        >>> pos, vel = normal_mode_sampling(result, 100.0, seed=1)
-        >>> atoms = result.atoms.copy(); atoms.calc = calc
-        >>> atoms.positions = pos; atoms.set_velocities(vel)
-    """
-    if not (np.isfinite(temperature_K) and temperature_K >= 0):
-        raise ValueError(f"temperature_K must be ≥ 0, got {temperature_K}")
-    if np.any(result.imaginary):
-        raise ValueError(
-            "the structure has imaginary modes "
-            f"({result.imaginary_frequencies_cm1} cm⁻¹): no harmonic energy can be assigned"
-        )
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    atoms = result.atoms
-    n_atoms = len(atoms)
-    m = atoms.get_masses()
-    inv_sqrt_m = np.repeat(m**-0.5, 3)
-
-    # Exact orthogonality to rigid-body motion keeps the centre of mass and the
-    # (linearized) angular momentum zero; Löwdin orthonormalization keeps each vector
-    # as close as possible to the original mode.
-    modes = result.mode_vectors.reshape(result.n_modes, 3 * n_atoms)
-    rigid = _rigid_body_basis(atoms)
-    modes = modes - (modes @ rigid.T) @ rigid
-    overlap = modes @ modes.T
-    w, v = np.linalg.eigh(overlap)
-    modes = (v @ np.diag(w**-0.5) @ v.T) @ modes
-
-    kT = units.kB * temperature_K
-    omega = result.angular_frequencies
-    phase = rng.uniform(0.0, 2.0 * np.pi, size=result.n_modes)
-    q = np.sqrt(2.0 * kT) / omega * np.cos(phase)
-    qdot = -np.sqrt(2.0 * kT) * np.sin(phase)
-
-    positions = atoms.positions + (inv_sqrt_m * (q @ modes)).reshape(n_atoms, 3)
-    # Velocities: Q̇_k = e_k·(√m v) exactly for every mode, zero linear momentum, and
-    # zero angular momentum about the centre of mass of the *displaced* geometry. At
-    # finite amplitude the last condition is not implied by orthogonality to the
-    # equilibrium rotations (vibration–rotation coupling, second order in the
-    # amplitudes); the 3N linear conditions fix v uniquely, the small remainder going
-    # into rigid-rotation components rather than changing any mode's energy.
-    sqrt_m = np.repeat(np.sqrt(m), 3)
-    rows = [modes * sqrt_m[None, :]]
-    trans = np.zeros((3, 3 * n_atoms))
-    for c in range(3):
-        trans[c, c::3] = m
-    rows.append(trans)
-    n_rot = 3 * n_atoms - result.n_modes - 3
-    if n_rot > 0:
-        r = positions - (m @ positions) / m.sum()
-        # L = Σ_i m_i r_i × v_i = Σ_i m_i [r_i]ₓ v_i, with [r]ₓ the cross-product matrix
-        lrows = np.zeros((3, 3 * n_atoms))
-        for i in range(n_atoms):
-            x, y, z = r[i]
-            lrows[:, 3 * i:3 * i + 3] = m[i] * np.array([[0, -z, y], [z, 0, -x], [-y, x, 0]])
-        if n_rot == 2:
-            # linear molecule: constrain the two components perpendicular to the axis;
-            # the axial one is the vibrational angular momentum of the degenerate bends
-            x0 = atoms.positions - atoms.get_center_of_mass()
-            axis = np.linalg.svd(x0, full_matrices=False)[2][0]
-            perp = np.linalg.svd(np.eye(3) - np.outer(axis, axis))[0][:, :2].T
-            lrows = perp @ lrows
-        rows.append(lrows)
-    matrix = np.vstack(rows)
-    rhs = np.concatenate([qdot, np.zeros(matrix.shape[0] - result.n_modes)])
-    if matrix.shape[0] != 3 * n_atoms:
-        raise ValueError(
-            f"{result.n_modes} modes do not match {n_atoms} atoms and {n_rot + 3} rigid-body modes"
-        )
-    try:
-        v_flat = np.linalg.solve(matrix, rhs)
-    except np.linalg.LinAlgError as err:
-        msg = f"temperature {temperature_K} K: displacements too large ({err})"
-        raise ValueError(msg) from None
-    velocities = v_flat.reshape(n_atoms, 3)
-    return positions, velocities
-
-
-def load_reference(path: str | os.PathLike) -> dict[str, Any]:
-    """Per-mode reference numbers from a JSON file, as lists in mode order.
-
-    Accepted: the file written by ``md_examples/water_reference_harmonic.py`` (its
-    first ``finite_difference`` entry is used) or a flat JSON object with
-    ``frequencies_cm1`` and optionally ``ir_intensities_km_mol``,
-    ``raman_activities_A4_per_amu``, ``depolarization_ratios`` and ``level``.
-    """
-    import json
-
-    data = json.loads(Path(path).read_text())
-    level = data.get("level", str(path))
-    if "finite_difference" in data:
-        data = data["finite_difference"][0]
-    if "frequencies_cm1" not in data:
-        raise ValueError(f"{path}: no 'frequencies_cm1' in the reference file")
-    return {"level": level, **data}
-
-
-def reference_table(result: HarmonicResult, reference: dict[str, Any]) -> str:
-    """Markdown table of the model's harmonic numbers beside a reference, mode by mode.
-
-    Differences: Δν in cm⁻¹, IR and Raman in % of the reference, ρ absolute.
-    ``reference`` is a dict as returned by :func:`load_reference`.
-    """
-    ref_nu = np.asarray(reference["frequencies_cm1"], float)
-    if len(ref_nu) != result.n_modes:
-        raise ValueError(f"the reference has {len(ref_nu)} modes, the structure {result.n_modes}")
-    columns = [
-        ("ν (cm⁻¹)", result.frequencies_cm1, ref_nu, "abs", ".1f"),
-        ("IR (km/mol)", result.ir_intensities_km_mol, reference.get("ir_intensities_km_mol"), "rel", ".2f"),
-        ("Raman (Å⁴/amu)", result.raman_activities, reference.get("raman_activities_A4_per_amu"), "rel", ".2f"),
-        ("ρ", result.depolarization_ratios, reference.get("depolarization_ratios"), "abs", ".3f"),
-    ]
-    columns = [c for c in columns if c[1] is not None and c[2] is not None]
-    head = ["mode"] + [f"{name} {who}" for name, *_ in columns for who in ("model", "reference", "Δ")]
-    lines = [f"Against {reference.get('level', 'the reference')}:", "",
-             "| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]
-    for k in range(result.n_modes):
-        cells = [str(k + 1)]
-        for _, model, ref, kind, spec in columns:
-            m, r = float(model[k]), float(np.asarray(ref, float)[k])
-            diff = f"{m - r:+.1f}" if spec == ".1f" else f"{m - r:+.3f}"
-            if kind == "rel":
-                diff = f"{100 * (m - r) / r:+.1f} %" if r else "–"
-            cells += [format(m, spec), format(r, spec), diff]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------------------
-# Report
-# --------------------------------------------------------------------------------------
-def _geometry_summary(atoms: Atoms, max_atoms: int = 50, max_items: int = 30) -> list[str]:
-    """Positions, bond lengths and bond angles (covalent radii ×1.2) of a small structure."""
-    from ase.data import covalent_radii
-
-    lines: list[str] = []
-    if len(atoms) <= max_atoms:
-        lines.append("Relaxed geometry (Å):")
-        for a in atoms:
-            x, y, z = a.position
-            lines.append(f"  {a.symbol:<3} {x:12.6f} {y:12.6f} {z:12.6f}")
-    else:
-        lines.append(f"Relaxed geometry: {len(atoms)} atoms (positions not listed)")
-    if atoms.pbc.any():
-        return lines
-    radii = covalent_radii[atoms.numbers]
-    d = atoms.get_all_distances()
-    bonded = (d < 1.2 * (radii[:, None] + radii[None, :])) & ~np.eye(len(atoms), dtype=bool)
-    bonds = [(i, j) for i in range(len(atoms)) for j in range(i + 1, len(atoms)) if bonded[i, j]]
-    sym = atoms.get_chemical_symbols()
-    if bonds:
-        items = [f"{sym[i]}{i}–{sym[j]}{j} {d[i, j]:.4f}" for i, j in bonds[:max_items]]
-        lines.append("Bonds (Å): " + ", ".join(items) + (" …" if len(bonds) > max_items else ""))
-    angles = []
-    for c in range(len(atoms)):
-        nb = np.flatnonzero(bonded[c])
-        for x in range(len(nb)):
-            for y in range(x + 1, len(nb)):
-                angles.append((nb[x], c, nb[y]))
-    if angles:
-        items = [
-            f"{sym[i]}{i}–{sym[c]}{c}–{sym[j]}{j} {atoms.get_angle(i, c, j):.2f}"
-            for i, c, j in angles[:max_items]
-        ]
-        lines.append("Angles (°): " + ", ".join(items) + (" …" if len(angles) > max_items else ""))
-    return lines
-
-
-def harmonic_report(
-    structure: str | os.PathLike | Atoms,
-    model_path: str | os.PathLike,
-    *,
-    optimize: bool = True,
-    fmax: float = 1e-4,
-    delta: float = 1e-3,
-    nfree: int = 2,
-    raman: bool = True,
-    workdir: str | os.PathLike | None = None,
-    index: int | str = -1,
-    device: str = "cpu",
-    dtype: str | None = "float64",
-    reference: str | os.PathLike | None = None,
-) -> str:
-    """Run :func:`harmonic_analysis` with a model file and return a printable report.
-
-    Loads ``ase_mpnn.MPNNCalculator(model_path)``, reads the structure (a file read
-    with ``ase.io.read(path, index)``: by default the last frame, or an Atoms object,
-    not modified), relaxes it, and returns a summary (energy, final max force,
-    dipole, isotropic polarizability, the dropped rigid-body modes, relaxed positions,
-    bond lengths and angles) followed by :meth:`HarmonicResult.table`.
-
-    Args:
-        structure: structure file or Atoms.
-        model_path: ase_mpnn model file.
-        optimize, fmax, delta, nfree, raman, workdir: as in :func:`harmonic_analysis`.
-        index: frame of a multi-frame file.
-        device: torch device for the model.
-        dtype: "float64" (default: finite-difference Hessians want double precision),
-            "float32", or None for the model file's own dtype.
-        reference: a JSON file of reference harmonic numbers (:func:`load_reference`):
-            adds a table of the model beside it, mode by mode.
-
-    Returns:
-        The report as a string (markdown table included). CLI parsing lives elsewhere.
-    """
-    import ase.io
-    import torch
-
-    from ase_mpnn import MPNNCalculator
-
-    if isinstance(structure, Atoms):
-        atoms = structure.copy()
-        source = atoms.get_chemical_formula()
-    else:
-        atoms = ase.io.read(structure, index=index)
-        if not isinstance(atoms, Atoms):
-            raise TypeError(f"index {index!r} selects several frames of {structure}; give one")
-        source = str(structure)
-    dtypes = {None: None, "float64": torch.float64, "float32": torch.float32}
-    if dtype not in dtypes:
-        raise ValueError(f"dtype must be 'float64', 'float32' or None, got {dtype!r}")
-    calc = MPNNCalculator(model_path, device=device, dtype=dtypes[dtype])
-    result = harmonic_analysis(atoms, calc, optimize=optimize, fmax=fmax, delta=delta,
-                               nfree=nfree, raman=raman, workdir=workdir)
-
-    formula = result.atoms.get_chemical_formula()
-    precision = dtype or "model dtype"
-    lines = [f"Harmonic analysis of {formula} ({source}) with {model_path} ({precision}, {device})"]
-    if optimize:
-        lines.append(f"BFGS to fmax {fmax:g} eV/Å: {result.optimizer_steps} steps")
-    lines.append(f"energy {result.energy:.6f} eV, max force {result.max_force:.2e} eV/Å")
-    if result.static_dipole is not None:
-        mu = float(np.linalg.norm(result.static_dipole))
-        lines.append(f"dipole {mu:.4f} e·Å ({mu / units.Debye:.3f} D)")
-    if result.static_polarizability is not None:
-        iso = float(np.trace(result.static_polarizability)) / 3
-        lines.append(f"isotropic polarizability {iso:.4f} Å³")
-    dropped = ", ".join(
-        f"{abs(f):.1f}i" if f < 0 else f"{f:.1f}" for f in result.dropped_frequencies_cm1
-    )
-    lines.append(f"finite differences: delta {delta:g} Å, nfree {nfree}; "
-                 f"{len(result.dropped_frequencies_cm1)} rigid-body modes dropped "
-                 f"({dropped} cm⁻¹)")
-    lines.append("")
-    lines.extend(_geometry_summary(result.atoms))
-    lines.append("")
-    lines.append(result.table())
-    if reference is not None:
-        lines += ["", reference_table(result, load_reference(reference))]
-    return "\n".join(lines)
+# The report and the initial conditions moved to their own modules; these names keep
+# the old import paths (``from ase_mpnn.spectra.harmonic import harmonic_report``) working.
+from ..md.normal_modes import normal_mode_sampling  # noqa: E402
+from .harmonic_report import harmonic_report, load_reference, reference_table  # noqa: E402
