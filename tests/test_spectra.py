@@ -474,10 +474,11 @@ def test_peaks_above_the_noise_only():
     assert len(everything) >= 5  # the noise floor has wiggles
     significant = find_peaks(ir, 1e-4, lo=200, hi=4000)
     assert significant[0].position == pytest.approx(1650.0, abs=10.0) and significant[0].significance > 5
-    assert all(p.significance >= critical_significance(3.0, 8) for p in significant)
-    assert critical_significance(3.0, 8) == pytest.approx(4.6, abs=0.1)
+    assert all(p.significance >= critical_significance(2.0, 8) for p in significant)
+    assert critical_significance(3.0, 8) == pytest.approx(4.5, abs=0.1)
+    assert critical_significance(2.0, 4) == pytest.approx(3.3, abs=0.1)
     assert critical_significance(3.0, 10**6) == pytest.approx(3.0, abs=0.01)
-    assert len(significant) < len(everything) / 3
+    assert len(significant) <= 2 < len(everything)  # the band, at most one wiggle at the 2σ level
     flagged = find_peaks(ir, 1e-4, lo=200, hi=4000, drop_below_noise=False)
     assert len(flagged) == len(everything)
     assert [p.position for p in flagged if p.above_noise] == [p.position for p in significant]
@@ -491,12 +492,14 @@ def test_peaks_above_the_noise_only():
     assert f"height ({ir.units})" in table and "S/N" in table
 
 
-def test_white_noise_has_no_peaks_above_the_noise():
-    """3 standard errors against the look-elsewhere effect: averaged pure noise shows no band."""
+def test_white_noise_has_few_peaks_above_the_noise():
+    """Averaged pure noise: a few wiggles pass the 2σ default, none the 3σ level."""
     rng = np.random.default_rng(7)
-    found = [find_peaks(ir_spectrum([rng.normal(size=(2**13, 3)) for _ in range(4)], DT, max_lag_fs=500.0),
-                        0.02, lo=200, hi=4000) for _ in range(10)]
-    assert sum(len(f) for f in found) <= 1
+    spectra = [ir_spectrum([rng.normal(size=(2**13, 3)) for _ in range(4)], DT, max_lag_fs=500.0)
+               for _ in range(20)]
+    assert sum(len(find_peaks(s, 0.02, lo=200, hi=4000)) for s in spectra) <= 3
+    assert sum(len(find_peaks(s, 0.02, lo=200, hi=4000, min_significance=3.0)) for s in spectra) == 0
+    assert sum(len(find_peaks(s, 0.02, lo=200, hi=4000, min_significance=None)) for s in spectra) > 20
     untested = find_peaks(ir_spectrum(rng.normal(size=(2**13, 3)), DT, max_lag_fs=500.0), 0.02, lo=200, hi=4000)
     assert untested and "one trajectory, no measured noise" in peak_table(untested)
 
