@@ -61,7 +61,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "models" / "painn_water.pt"
 WATER_DATA = REPO / "tests" / "data" / "water_small.extxyz"
 #: Rows may be added, never removed: the table only grows.
-MINIMUM_ROWS = 194
+MINIMUM_ROWS = 202
 
 
 # --- what the rows share: tiny models and files, made once per module -----------------------
@@ -485,6 +485,70 @@ def _train_argv(text):
     return lambda env: ["train", env.yaml_file(text)]
 
 
+# --- data loss and resumes (each row builds what it needs, then does the bad thing) -------
+
+def _train_over_data(env):
+    data = env.path("data.extxyz")
+    shutil.copy(WATER_DATA, data)
+    before = data.read_bytes()
+    try:
+        train(env.train_config(data=str(data), output=str(data)), progress=False)
+    finally:
+        assert data.read_bytes() == before, "the data file was overwritten"
+
+
+def _shipped_md_argv(structure, output, *extra):
+    return ["md", str(structure), "--model", str(SHIPPED), "--steps", "4", "-o", str(output), "--no-progress", *extra]
+
+
+def _md_over_structure(env):
+    structure = env.path("water.xyz")
+    ase.io.write(structure, molecule("H2O"))
+    return _shipped_md_argv(structure, structure)
+
+
+def _md_resume_with(*changed):
+    def give(env):
+        structure, record = env.path("water.xyz"), env.path("md.h5")
+        ase.io.write(structure, molecule("H2O"))
+        assert main(_shipped_md_argv(structure, record)) == 0
+        return _shipped_md_argv(structure, record, "--steps", "8", *changed)
+    return give
+
+
+def _train_resume_with_other_lr(env):
+    config = env.train_config(workdir=str(env.path("run")), max_epochs=2)
+    train(config, progress=False)
+    train(TrainConfig.from_dict({**{f: getattr(config, f) for f in ("data", "output", "workdir", "architecture",
+                                                                    "cutoff", "hyperparameters", "split",
+                                                                    "batch_size", "dtype", "loss_weights")},
+                                 "max_epochs": 3, "lr": 5e-3}), progress=False)
+
+
+def _record_truncated(env):
+    from ase_mpnn.md import MDRecorder, read_record
+
+    path = env.path("md.h5")
+    atoms = env.water()
+    with MDRecorder(atoms, path, timestep_fs=0.5, flush_interval_s=0) as recorder:
+        for _ in range(50):
+            recorder()
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    read_record(path)
+
+
+def _second_writer_through_link(env):
+    from ase_mpnn.md import MDRecorder
+
+    real, link = env.path("real.h5"), env.path("link.h5")
+    link.symlink_to(real)
+    atoms = env.water()
+    with MDRecorder(atoms, real, timestep_fs=0.5):
+        MDRecorder(atoms, link)
+
+
+
 ROWS: list[Row] = [
     # --- structures through the calculator ----------------------------------------------------
     lib("element the model lacks", _as_symbols("CH2"), InputError, "element(s) C not supported", "H, O only"),
@@ -821,6 +885,18 @@ ROWS: list[Row] = [
     cli("ipi-client without a server", _ipi_no_server, 1, "could not connect"),
     cli("ipi-client unreadable structure", lambda env: ["ipi-client", "--model", str(env.model_file),
         "--structure", env.text_file("x"), "--unix", "x"], 2, "cannot read structures"),
+    # --- data loss and resumes ---------------------------------------------------------------
+    lib("training output over its data file", _train_over_data, ValueError, "data"),
+    cli("md -o over its structure file", _md_over_structure, 2, "structure"),
+    cli("md resumed with another time step", _md_resume_with("--timestep", "0.25"), 2,
+        "continues a run with other settings"),
+    cli("md resumed with another temperature", _md_resume_with("--temperature", "350"), 2,
+        "continues a run with other settings"),
+    cli("md resumed with another seed", _md_resume_with("--seed", "5"), 2,
+        "continues a run with other settings"),
+    lib("training resumed with another learning rate", _train_resume_with_other_lr, ValueError, "lr", "--fresh"),
+    lib("a truncated HDF5 record", _record_truncated, Exception, "truncated"),
+    lib("a second writer through a symbolic link", _second_writer_through_link, Exception, "another recorder"),
 ]
 
 
