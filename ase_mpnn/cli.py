@@ -433,13 +433,13 @@ def build_parser() -> argparse.ArgumentParser:
     create.set_defaults(func=_create)
 
     info = sub.add_parser("info", help="print a model file's header")
-    info.add_argument("model")
+    info.add_argument("model", help="model file (.pt)")
     info.add_argument("--full", action="store_true", help="list every index of the saved training split")
     info.set_defaults(func=_info)
 
     predict = sub.add_parser("predict", help="evaluate a model on structure files (any ase.io format)")
-    predict.add_argument("model")
-    predict.add_argument("structures", nargs="+")
+    predict.add_argument("model", help="model file (.pt)")
+    predict.add_argument("structures", nargs="+", help="structure files (any ase.io format; every frame)")
     predict.add_argument("-o", "--output", help="write structures with predictions (extxyz)")
     predict.add_argument("--batch-size", type=whole(1), default=64, help="structures per model call (default 64)")
     add_device_dtype(predict, "float32")
@@ -447,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     md = sub.add_parser("md", help="Langevin (or NVE) MD with a model, recording observables to HDF5")
     md.add_argument("structure", help="starting structure (any ase.io format)")
-    md.add_argument("--model", required=True)
+    md.add_argument("--model", required=True, help="model file (.pt), e.g. models/painn_water.pt")
     md.add_argument("--steps", type=whole(0), required=True, help="total steps (a restart runs the rest)")
     md.add_argument("--temperature", type=number(0), default=300.0, help="K (default 300)")
     md.add_argument("--timestep", type=number(0, strict=True), default=0.5, help="fs (default 0.5)")
@@ -471,7 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     rpmd = sub.add_parser("rpmd", help="ring-polymer MD with a model (all beads in one batched call), "
                           "recording centroid observables to HDF5")
     rpmd.add_argument("structure", help="starting structure (any ase.io format); beads start on it")
-    rpmd.add_argument("--model", required=True)
+    rpmd.add_argument("--model", required=True, help="model file (.pt), e.g. models/painn_water.pt")
     rpmd.add_argument("--steps", type=whole(0), required=True, help="total steps (a restart runs the rest)")
     rpmd.add_argument("--beads", type=whole(1), default=32, help="number of beads P (default 32)")
     rpmd.add_argument("--temperature", type=number(0, strict=True), default=300.0, help="K (default 300)")
@@ -506,7 +506,9 @@ def build_parser() -> argparse.ArgumentParser:
     spectrum.add_argument("--temperature", type=number(0, strict=True), help="K, for absolute IR units (default: the records')")
     spectrum.add_argument("--max-lag", type=number(0, strict=True), default=2000.0,
                           help="correlation length in fs (default 2000: Hann lines ≈ 12 cm⁻¹ wide)")
-    spectrum.add_argument("--window", default="hann", choices=["hann", "gaussian", "cos2", "none"])
+    spectrum.add_argument("--window", default="hann", choices=["hann", "gaussian", "cos2", "none"],
+                          help="lag window of the correlation functions (default hann; gaussian: broader, "
+                               "no side lobes; cos2: narrower; none: sinc ringing)")
     spectrum.add_argument("--quantum-correction", choices=["harmonic", "standard", "schofield"],
                           help="for classical records (never for RPMD ones)")
     spectrum.add_argument("--laser", type=float, help="laser wavenumber (cm⁻¹): weight Raman by the Stokes factor")
@@ -537,7 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     harmonic = sub.add_parser("harmonic", help="harmonic frequencies, IR (km/mol) and Raman intensities "
                               "of a model (ase.vibrations), for comparison with MD spectra")
     harmonic.add_argument("structure", help="structure file (any ase.io format; the last frame)")
-    harmonic.add_argument("--model", required=True)
+    harmonic.add_argument("--model", required=True, help="model file (.pt), e.g. models/painn_water.pt")
     harmonic.add_argument("--no-optimize", action="store_true", help="do not relax the structure first")
     harmonic.add_argument("--fmax", type=number(0, strict=True), default=1e-4, help="relaxation threshold, eV/Å (default 1e-4)")
     harmonic.add_argument("--delta", type=number(0, strict=True), default=1e-3,
@@ -559,7 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=_train)
 
     evaluate = sub.add_parser("eval", help="errors of a model on labelled data")
-    evaluate.add_argument("model")
+    evaluate.add_argument("model", help="model file (.pt)")
     evaluate.add_argument("data", nargs="+",
                           help="extxyz or ASE .db files with reference labels (several are concatenated, "
                                "in the order the model was trained on them, for --split)")
@@ -574,7 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ipi = sub.add_parser("ipi-client", help="serve an i-PI server's force requests (with dipole and "
                          "polarizability as JSON extras in atomic units: e·Bohr, Bohr³)")
-    ipi.add_argument("--model", required=True)
+    ipi.add_argument("--model", required=True, help="model file (.pt), e.g. models/painn_water.pt")
     where = ipi.add_mutually_exclusive_group(required=True)
     where.add_argument("--address", help="inet socket HOST:PORT, e.g. 127.0.0.1:31415")
     where.add_argument("--unix", help="unix socket name, as in i-PI's <ffsocket mode='unix'><address>")

@@ -133,3 +133,17 @@ def test_spectrum_of_rpmd_record_is_kubo_and_refuses_quantum_corrections(tmp_pat
     assert "RPMD: Kubo-transformed" in text and "temperature: 300.0 K (the records' run temperature)" in text
     assert main(["spectrum", out, "--ir", "-o", str(tmp_path / "q"), "--quantum-correction", "harmonic"]) == 2
     assert "no quantum correction" in capsys.readouterr().err
+
+
+def test_every_option_has_help_and_the_top_level_help_is_plain():
+    import argparse
+
+    from ase_mpnn.cli import build_parser
+
+    parser = build_parser()
+    missing = [f"{name} {a.dest}" for group in parser._subparsers._group_actions
+               for name, sub in group.choices.items() for a in sub._actions
+               if not isinstance(a, argparse._HelpAction) and not a.help]
+    assert missing == []
+    text = parser.format_help()
+    assert "``" not in text and "ase-mpnn md water.xyz" in text
