@@ -12,18 +12,28 @@ temporary file is flushed to disk (``fsync``) and renamed over the target
 
 A target that is a symbolic link is replaced by the new file (the link, not what it
 points to): writing never reaches a file through a link someone else put there.
+
+A writer killed outright (SIGKILL, power loss) cannot remove its temporary file; the
+next successful write of the same target removes such leftovers (regular files named
+like its own temporaries and older than :data:`STALE_AFTER_S`, so that a concurrent
+writer's file in progress is left alone).
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_write"]
+__all__ = ["STALE_AFTER_S", "atomic_write"]
+
+#: Age (s) from which a leftover temporary file of a target counts as abandoned.
+STALE_AFTER_S = 600.0
 
 
 def _default_mode() -> int:
@@ -67,6 +77,17 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", **open_kwargs) -> It
             os.unlink(tmp)
         raise
     _sync_directory(directory)
+    _remove_abandoned_temporaries(directory, target.name)
+
+
+def _remove_abandoned_temporaries(directory: Path, name: str) -> None:
+    """Delete ``.NAME.*.tmp`` regular files older than :data:`STALE_AFTER_S` (killed writers')."""
+    now = time.time()
+    for leftover in directory.glob(f".{name}.*.tmp"):
+        with suppress(OSError):
+            info = leftover.lstat()
+            if stat.S_ISREG(info.st_mode) and now - info.st_mtime > STALE_AFTER_S:
+                leftover.unlink()
 
 
 def _sync_directory(directory: Path) -> None:

@@ -5,6 +5,7 @@ files cannot be hijacked or left behind, and a damaged record never reads back z
 from __future__ import annotations
 
 import os
+import time
 import shutil
 from pathlib import Path
 
@@ -322,3 +323,23 @@ def test_frames_extended_but_not_committed_are_not_read(tmp_path):
     f.append({"step": 5, "positions": np.zeros((3, 3))})
     f.close()
     np.testing.assert_array_equal(read_record(path)["step"], np.arange(6))
+
+
+def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path):
+    """SIGKILL leaves a temporary file; the next write of the same target cleans it up,
+    but not a file that another writer may still be writing, nor a link."""
+    from ase_mpnn.atomic_file import STALE_AFTER_S, atomic_write
+
+    target = tmp_path / "run.checkpoint.npz"
+    abandoned = tmp_path / ".run.checkpoint.npz.abc123.tmp"
+    in_progress = tmp_path / ".run.checkpoint.npz.def456.tmp"
+    link = tmp_path / ".run.checkpoint.npz.ghi789.tmp"
+    abandoned.write_bytes(b"half a checkpoint")
+    old = time.time() - 2 * STALE_AFTER_S
+    os.utime(abandoned, (old, old))
+    in_progress.write_bytes(b"being written")
+    link.symlink_to(tmp_path / "elsewhere")
+    with atomic_write(target) as f:
+        f.write(b"checkpoint")
+    assert target.read_bytes() == b"checkpoint"
+    assert not abandoned.exists() and in_progress.exists() and link.is_symlink()
