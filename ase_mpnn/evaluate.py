@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .data import LABELS, Dataset, iterate_batches, make_batch
-from .potential import AtomisticModel
+from .potential import AtomisticModel, NonFiniteResultError
 from .properties import ERROR_UNITS, computable, fully_periodic
 
 
@@ -37,6 +37,7 @@ def predict_dataset(
         with torch.enable_grad() if {"forces", "stress"} & props else torch.no_grad():
             out = model(batch.graph, props)
         atom_graph = batch.graph.batch
+        _check_finite(out, atom_graph, samples)
         for label in wanted:
             if label not in batch.labels or label not in out:
                 continue
@@ -54,6 +55,21 @@ def predict_dataset(
         {k: np.concatenate(v) for k, v in predicted.items()},
         {k: np.concatenate(v) for k, v in reference.items()},
     )
+
+
+def _check_finite(out: dict[str, torch.Tensor], atom_graph: torch.Tensor, samples: list) -> None:
+    """Refuse non-finite predictions, naming the first frame that has them: a mean over NaN
+    would otherwise print as an error metric."""
+    for label, value in out.items():
+        bad = ~torch.isfinite(value.detach())
+        if not bool(bad.any()):
+            continue
+        first = int(torch.nonzero(bad.reshape(bad.shape[0], -1).any(dim=1))[0])
+        k = first if value.shape[0] == len(samples) else int(atom_graph[first])  # per frame or per atom
+        where = samples[k].origin or samples[k].atoms.get_chemical_formula()
+        raise NonFiniteResultError(
+            f"the model predicts non-finite {label} for {where}: the structure is far outside the model's "
+            "training data, or the weights are damaged; check that frame, or evaluate in float64")
 
 
 def error_metrics(predicted: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> dict[str, float]:
