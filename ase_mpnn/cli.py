@@ -208,8 +208,6 @@ def _md(args: argparse.Namespace) -> int:
 def start_md(atoms, args: argparse.Namespace) -> None:
     """Velocities at the target temperature unless the file has momenta; then the
     unrecorded equilibration (Langevin at --temperature, also before an NVE run)."""
-    import numpy as np
-
     from .md import langevin
     from .md.initial import has_momenta, thermalize
 

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .properties import ERROR_UNITS as UNITS
 from .properties import LABELS
 
 # α in e²Å²/eV × 4πε₀ (14.3996 eV·Å/e²) = polarizability volume in Å³, the unit people quote.

@@ -6,13 +6,10 @@ import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from ase import Atoms
 
 import ase_mpnn
-from ase_mpnn.testing.structures import random_crystal, random_molecule, random_positions, random_rotation  # noqa: F401
 
 # Small hyperparameters per architecture keep the physics suite fast; an architecture
 # added to the zoo is tested as soon as it appears here.

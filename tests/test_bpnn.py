@@ -11,7 +11,8 @@ import torch
 
 import ase_mpnn
 from ase_mpnn.zoo.bpnn import BPNN, edge_pairs
-from conftest import TEST_CUTOFF, random_crystal, random_rotation
+from ase_mpnn.testing import random_crystal, random_rotation
+from conftest import TEST_CUTOFF
 
 
 def test_edge_pairs_are_all_unordered_pairs_with_a_shared_receiver():

@@ -7,7 +7,8 @@ import torch
 
 import ase_mpnn
 from ase_mpnn.zoo.egnn import EGNN
-from conftest import TEST_CUTOFF, random_crystal, random_rotation
+from ase_mpnn.testing import random_crystal, random_rotation
+from conftest import TEST_CUTOFF
 
 
 def _outputs(model, atoms):

@@ -7,7 +7,8 @@ import torch
 
 import ase_mpnn
 from ase_mpnn.zoo.painn import LowMemoryMessages, _filters, _messages
-from conftest import make_model, random_crystal
+from ase_mpnn.testing import random_crystal
+from conftest import make_model
 
 
 def inputs(with_vectors: bool, seed: int = 0):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import random_molecule
+from ase_mpnn.testing import random_molecule
 from e3nn import o3
 
 import ase_mpnn

@@ -10,7 +10,8 @@ import torch
 
 import ase_mpnn
 from ase_mpnn.zoo import REPRESENTATIONS
-from conftest import ARCHITECTURES, SMALL_HYPERPARAMETERS, make_model, random_crystal, random_molecule
+from ase_mpnn.testing import random_crystal, random_molecule
+from conftest import ARCHITECTURES, make_model
 
 
 def test_every_registered_architecture_is_tested():

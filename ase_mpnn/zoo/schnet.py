@@ -21,7 +21,6 @@ away from the cutoff and harmonic and spectroscopic second derivatives are exact
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from ..nn import MLP, CosineCutoff, GaussianRBF
