@@ -44,6 +44,20 @@ def _create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _create_arguments(sub) -> None:
+    """The ``create`` command and its arguments."""
+    from .zoo import REPRESENTATIONS
+
+    create = sub.add_parser("create", help="write an untrained model file")
+    create.add_argument("architecture", choices=sorted(REPRESENTATIONS),
+                        help="one of: " + ", ".join(sorted(REPRESENTATIONS)))
+    create.add_argument("--species", nargs="+", required=True, help="element symbols, e.g. H O")
+    create.add_argument("--cutoff", type=float, default=5.0, help="radial cutoff in Å (default 5)")
+    create.add_argument("--hyperparameters", help='JSON, e.g. \'{"n_features": 64}\'')
+    create.add_argument("-o", "--output", required=True, help="model file to write (.pt)")
+    create.set_defaults(func=_create)
+
+
 def _info(args: argparse.Namespace) -> int:
     from . import read_header
 
@@ -52,6 +66,14 @@ def _info(args: argparse.Namespace) -> int:
         header = summarize_header(header)
     print(json.dumps(header, indent=2, ensure_ascii=False))
     return 0
+
+
+def _info_arguments(sub) -> None:
+    """The ``info`` command and its arguments."""
+    info = sub.add_parser("info", help="print a model file's header")
+    info.add_argument("model", help="model file (.pt)")
+    info.add_argument("--full", action="store_true", help="list every index of the saved training split")
+    info.set_defaults(func=_info)
 
 
 def summarize_header(header: dict) -> dict:
@@ -97,6 +119,17 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict_arguments(sub) -> None:
+    """The ``predict`` command and its arguments."""
+    predict = sub.add_parser("predict", help="evaluate a model on structure files (any ase.io format)")
+    predict.add_argument("model", help="model file (.pt)")
+    predict.add_argument("structures", nargs="+", help="structure files (any ase.io format; every frame)")
+    predict.add_argument("-o", "--output", help="write structures with predictions (extxyz)")
+    predict.add_argument("--batch-size", type=whole(1), default=64, help="structures per model call (default 64)")
+    add_device_dtype(predict, "float32")
+    predict.set_defaults(func=_predict)
+
+
 def _train(args: argparse.Namespace) -> int:
     from .train import TrainConfig, train
 
@@ -117,6 +150,19 @@ def _train(args: argparse.Namespace) -> int:
             train(member, fresh=args.fresh)
     print("use them together: MPNNCalculator([" + ", ".join(repr(m.output) for m in members) + "])")
     return 0
+
+
+def _train_arguments(sub) -> None:
+    """The ``train`` command and its arguments."""
+    train = sub.add_parser("train", help="train a model from a YAML config (resumes from its checkpoint)",
+                           epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    train.add_argument("config", help="YAML training config (see below)")
+    train.add_argument("--committee", type=int, metavar="N",
+                       help="train N members with seeds seed, seed+1, ... into OUTPUT_0.pt ... OUTPUT_{N-1}.pt "
+                            "(MPNNCalculator([...]) gives their mean and spread)")
+    train.add_argument("--fresh", action="store_true", help="discard the checkpoint in WORKDIR and train from the "
+                       "start (a resumed run must have the checkpoint's config and data)")
+    train.set_defaults(func=_train)
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -146,6 +192,23 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_arguments(sub) -> None:
+    """The ``eval`` command and its arguments."""
+    evaluate = sub.add_parser("eval", help="errors of a model on labelled data")
+    evaluate.add_argument("model", help="model file (.pt)")
+    evaluate.add_argument("data", nargs="+",
+                          help="extxyz or ASE .db files with reference labels (several are concatenated, "
+                               "in the order the model was trained on them, for --split)")
+    evaluate.add_argument("--index", default=":", help="frames to use, ase.io syntax (default all)")
+    evaluate.add_argument("--split", choices=["train", "validation", "test"],
+                          help="use only the frames of this split saved in the model file")
+    evaluate.add_argument("--keys", help='JSON label -> key map, e.g. \'{"energy": "E_dft"}\'')
+    evaluate.add_argument("--plot", help="write a parity plot (PNG)")
+    evaluate.add_argument("--batch-size", type=whole(1), default=32, help="structures per model call (default 32)")
+    add_device_dtype(evaluate, "float64")
+    evaluate.set_defaults(func=_eval)
+
+
 def _ipi_client(args: argparse.Namespace) -> int:
     from . import MPNNCalculator
     from .md.ipi_client import IPIConnectionError, IPIProtocolError, run_client
@@ -169,6 +232,32 @@ def _ipi_client(args: argparse.Namespace) -> int:
         print(f"ase-mpnn: error: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def _ipi_client_arguments(sub) -> None:
+    """The ``ipi-client`` command and its arguments."""
+    ipi = sub.add_parser("ipi-client", help="serve an i-PI server's force requests (with dipole and "
+                         "polarizability as JSON extras in atomic units: e·Bohr, Bohr³)")
+    ipi.add_argument("--model", required=True, help="model file (.pt), e.g. models/painn_water.pt")
+    where = ipi.add_mutually_exclusive_group(required=True)
+    where.add_argument("--address", help="inet socket HOST:PORT, e.g. 127.0.0.1:31415")
+    where.add_argument("--unix", help="unix socket name, as in i-PI's <ffsocket mode='unix'><address>")
+    ipi.add_argument("--sockets-prefix", default="/tmp/ipi_",
+                     help="i-PI's sockets_prefix: the socket file is PREFIX+NAME (default /tmp/ipi_)")
+    ipi.add_argument("--structure", required=True,
+                     help="structure file with the atoms in i-PI's order (atomic numbers, pbc, charge)")
+    add_device_dtype(ipi, "float32")
+    ipi.add_argument("--extras", nargs="*", default=["dipole", "polarizability"],
+                     choices=["dipole", "polarizability"],
+                     help="results sent as JSON extras (default both; none: empty extras)")
+    ipi.add_argument("--extras-units", default="atomic", choices=["atomic", "ase"],
+                     help="units of the extras: atomic (e·Bohr, Bohr³) or ase (e·Å, e²Å²/eV)")
+    ipi.add_argument("--connect-timeout", type=number(0), default=60.0,
+                     help="seconds to retry connecting while i-PI starts (default 60)")
+    ipi.add_argument("--timeout", type=number(0), default=600.0,
+                     help="give up after this many seconds without a message from i-PI, which polls live "
+                          "clients continually (default 600; 0: wait for ever)")
+    ipi.set_defaults(func=_ipi_client)
 
 
 def _md(args: argparse.Namespace) -> int:
@@ -203,6 +292,32 @@ def _md(args: argparse.Namespace) -> int:
     print(f"{args.output}: {frames} frames up to step {dynamics.nsteps}; checkpoint {checkpoint}"
           + (" (resumed)" if resuming else ""))
     return 0
+
+
+def _md_arguments(sub) -> None:
+    """The ``md`` command and its arguments."""
+    md = sub.add_parser("md", help="Langevin (or NVE) MD with a model, recording observables to HDF5")
+    md.add_argument("structure", help="starting structure (any ase.io format)")
+    md.add_argument("--model", required=True, help="model file (.pt), e.g. models/painn_water.pt")
+    md.add_argument("--steps", type=whole(0), required=True, help="total steps (a restart runs the rest)")
+    md.add_argument("--temperature", type=number(0), default=300.0, help="K (default 300)")
+    md.add_argument("--timestep", type=number(0, strict=True), default=0.5, help="fs (default 0.5)")
+    md.add_argument("--friction", type=number(0), default=0.01, help="Langevin friction, 1/fs (default 0.01)")
+    md.add_argument("--nve", action="store_true", help="velocity Verlet instead of Langevin")
+    md.add_argument("--equilibrate", type=whole(0), default=0, metavar="STEPS",
+                    help="Langevin steps at --temperature before recording starts, not recorded (default 0). "
+                         "Velocities start at --temperature (Maxwell-Boltzmann) unless the file has momenta")
+    md.add_argument("--seed", type=int, default=0, help="seed of the thermostat noise and initial velocities")
+    md.add_argument("-o", "--output", default="md.h5", help="HDF5 record (default md.h5)")
+    md.add_argument("--interval", type=whole(1), default=1, help="record every N steps (default 1)")
+    md.add_argument("--checkpoint", help="checkpoint file (default OUTPUT.checkpoint.npz); "
+                    "if it exists the run resumes from it")
+    md.add_argument("--checkpoint-interval", type=whole(1), default=1000, help="steps between checkpoints (default 1000)")
+    md.add_argument("--restart", action="store_true", help="discard an existing checkpoint and start the run "
+                    "afresh, replacing the record (a resumed run must have the checkpoint's settings)")
+    md.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_device_dtype(md, "float32")
+    md.set_defaults(func=_md)
 
 
 def start_md(atoms, args: argparse.Namespace) -> None:
@@ -265,6 +380,35 @@ def _rpmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rpmd_arguments(sub) -> None:
+    """The ``rpmd`` command and its arguments."""
+    rpmd = sub.add_parser("rpmd", help="ring-polymer MD with a model (all beads in one batched call), "
+                          "recording centroid observables to HDF5")
+    rpmd.add_argument("structure", help="starting structure (any ase.io format); beads start on it")
+    rpmd.add_argument("--model", required=True, help="model file (.pt), e.g. models/painn_water.pt")
+    rpmd.add_argument("--steps", type=whole(0), required=True, help="total steps (a restart runs the rest)")
+    rpmd.add_argument("--beads", type=whole(1), default=32, help="number of beads P (default 32)")
+    rpmd.add_argument("--temperature", type=number(0, strict=True), default=300.0, help="K (default 300)")
+    rpmd.add_argument("--timestep", type=number(0, strict=True), default=0.25, help="fs (default 0.25)")
+    rpmd.add_argument("--thermostat", default="pile_l", choices=["pile_l", "pile_g", "trpmd", "none"],
+                      help="pile_l (default), pile_g, trpmd (centroid unthermostatted: for spectra), none (NVE)")
+    rpmd.add_argument("--tau", type=number(0, strict=True), default=100.0, help="centroid thermostat time constant, fs (default 100)")
+    rpmd.add_argument("--propagator", default="exact", choices=["exact", "cayley"],
+                      help="free ring-polymer propagation (cayley: stable for large P·dt)")
+    rpmd.add_argument("--seed", type=int, default=0, help="seed of the thermostat noise")
+    rpmd.add_argument("-o", "--output", default="rpmd.h5", help="HDF5 record (default rpmd.h5)")
+    rpmd.add_argument("--interval", type=whole(1), default=4, help="record every N steps (default 4)")
+    rpmd.add_argument("--record-beads", action="store_true", help="also record every bead's positions")
+    rpmd.add_argument("--checkpoint", help="checkpoint file (default OUTPUT.checkpoint.npz); "
+                      "if it exists the run resumes from it")
+    rpmd.add_argument("--checkpoint-interval", type=whole(1), default=1000, help="steps between checkpoints (default 1000)")
+    rpmd.add_argument("--restart", action="store_true", help="discard an existing checkpoint and start the run "
+                      "afresh, replacing the record (a resumed run must have the checkpoint's settings)")
+    rpmd.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_device_dtype(rpmd, "float32")
+    rpmd.set_defaults(func=_rpmd)
+
+
 def _spectrum(args: argparse.Namespace) -> int:
     from .spectra.report import parse_reference, write_spectra
 
@@ -289,6 +433,51 @@ def _spectrum(args: argparse.Namespace) -> int:
     return 0
 
 
+def _spectrum_arguments(sub) -> None:
+    """The ``spectrum`` command and its arguments."""
+    spectrum = sub.add_parser("spectrum", help="IR, Raman and power spectra of MD trajectories (CSV, PNG, peak tables)")
+    spectrum.add_argument("records", nargs="+", help="recorder HDF5 files (ase-mpnn md / rpmd), RPMD .npz, ASE .traj, "
+                          "extxyz or any ase.io trajectory, or an i-PI run's input .xml; several are independent "
+                          "trajectories, averaged with a standard error")
+    spectrum.add_argument("--ir", action="store_true", help="IR absorption (needs dipoles)")
+    spectrum.add_argument("--raman", action="store_true", help="Raman, polarized and depolarized (polarizabilities)")
+    spectrum.add_argument("--power", action="store_true", help="vibrational density of states (velocities)")
+    spectrum.add_argument("-o", "--output", default="spectrum", help="output prefix (default 'spectrum': "
+                          "spectrum_ir.csv, spectrum_ir.png, ..., spectrum_peaks.md)")
+    spectrum.add_argument("--temperature", type=number(0, strict=True), help="K, for absolute IR units (default: the records')")
+    spectrum.add_argument("--max-lag", type=number(0, strict=True), default=2000.0,
+                          help="correlation length in fs (default 2000: Hann lines ≈ 12 cm⁻¹ wide)")
+    spectrum.add_argument("--window", default="hann", choices=["hann", "gaussian", "cos2", "none"],
+                          help="lag window of the correlation functions (default hann; gaussian: broader, "
+                               "no side lobes; cos2: narrower; none: sinc ringing)")
+    spectrum.add_argument("--quantum-correction", choices=["harmonic", "standard", "schofield"],
+                          help="for classical records (never for RPMD ones)")
+    spectrum.add_argument("--laser", type=float, help="laser wavenumber (cm⁻¹): weight Raman by the Stokes factor")
+    spectrum.add_argument("--range", type=float, nargs=2, default=[0.0, 4500.0], metavar=("LO", "HI"),
+                          help="cm⁻¹ range of plots and peak tables (default 0 4500)")
+    spectrum.add_argument("--reference", nargs="+", help="'water' (experimental gas-phase bands) or positions in cm⁻¹")
+    spectrum.add_argument("--dt", type=number(0, strict=True), help="time between frames in fs (MD time step × writing interval), for "
+                          "files that do not store it (extxyz, .traj not written by ASE's dynamics)")
+    spectrum.add_argument("--model", help="model file: predicts the dipoles/polarizabilities that files lack")
+    spectrum.add_argument("--predict", default="missing", choices=["missing", "always"],
+                          help="with --model: predict only what files lack (default) or always (replace theirs)")
+    add_device_dtype(spectrum, "float32")
+    spectrum.add_argument("--batch-size", type=whole(1), help="most frames (× beads) per model call (default 2048)")
+    spectrum.add_argument("--max-edges", type=whole(1), help="most graph edges per model call, at least one frame "
+                          "(default 1500 on a CPU: cache-sized batches are fastest; 200000 on a GPU)")
+    spectrum.add_argument("--cache", metavar="DIR", help="keep predictions in DIR: the next spectrum of the same "
+                          "trajectory with the same model reads them instead of predicting again")
+    spectrum.add_argument("--keys", help='JSON: where ASE files keep the series, e.g. \'{"dipole": "REF_dipole", '
+                          '"time": "t_fs"}\' (defaults: dipole, polarizability, time_fs)')
+    spectrum.add_argument("--format", help="ase.io format of the files, when the extension does not tell it")
+    spectrum.add_argument("--no-pbc", action="store_true", help="treat the systems as isolated (no unwrapping, "
+                          "non-periodic predictions): for a molecule in an i-PI box")
+    spectrum.add_argument("--ipi-extras-units", default="atomic", choices=["atomic", "ase"],
+                          help="units of i-PI dipole/polarizability extras (ipi-client --extras-units; default atomic)")
+    spectrum.add_argument("--no-progress", action="store_true", help="no progress bar while predicting")
+    spectrum.set_defaults(func=_spectrum)
+
+
 def _harmonic(args: argparse.Namespace) -> int:
     from .spectra.harmonic_report import harmonic_report
 
@@ -297,6 +486,23 @@ def _harmonic(args: argparse.Namespace) -> int:
                           delta=args.delta, device=args.device, dtype=args.dtype, workdir=args.workdir,
                           reference=args.reference))
     return 0
+
+
+def _harmonic_arguments(sub) -> None:
+    """The ``harmonic`` command and its arguments."""
+    harmonic = sub.add_parser("harmonic", help="harmonic frequencies, IR (km/mol) and Raman intensities "
+                              "of a model (ase.vibrations), for comparison with MD spectra")
+    harmonic.add_argument("structure", help="structure file (any ase.io format; the last frame)")
+    harmonic.add_argument("--model", required=True, help="model file (.pt), e.g. models/painn_water.pt")
+    harmonic.add_argument("--no-optimize", action="store_true", help="do not relax the structure first")
+    harmonic.add_argument("--fmax", type=number(0, strict=True), default=1e-4, help="relaxation threshold, eV/Å (default 1e-4)")
+    harmonic.add_argument("--delta", type=number(0, strict=True), default=1e-3,
+                          help="finite-difference step, Å (default 1e-3: the δ → 0 limit)")
+    harmonic.add_argument("--workdir", help="keep the displacement cache here (default: temporary)")
+    harmonic.add_argument("--reference", help="JSON of reference harmonic numbers to print beside the model's "
+                                              "(e.g. data/water_b3lyp_harmonic.json)")
+    add_device_dtype(harmonic, "float64")
+    harmonic.set_defaults(func=_harmonic)
 
 
 def whole(minimum: int):
@@ -411,8 +617,7 @@ Re-running the same config resumes from WORKDIR/checkpoint.pt.
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .zoo import REPRESENTATIONS
-
+    """The ``ase-mpnn`` parser; each command's arguments are defined next to its handler."""
     parser = argparse.ArgumentParser(
         prog="ase-mpnn", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Equivariant message-passing potentials in ASE: train, predict, MD, RPMD and "
@@ -420,180 +625,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n" + __doc__.split("\n\n", 1)[1].strip("\n").rstrip('"'))
     parser.add_argument("--version", action="version", version=version_text())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    create = sub.add_parser("create", help="write an untrained model file")
-    create.add_argument("architecture", choices=sorted(REPRESENTATIONS),
-                        help="one of: " + ", ".join(sorted(REPRESENTATIONS)))
-    create.add_argument("--species", nargs="+", required=True, help="element symbols, e.g. H O")
-    create.add_argument("--cutoff", type=float, default=5.0, help="radial cutoff in Å (default 5)")
-    create.add_argument("--hyperparameters", help='JSON, e.g. \'{"n_features": 64}\'')
-    create.add_argument("-o", "--output", required=True, help="model file to write (.pt)")
-    create.set_defaults(func=_create)
-
-    info = sub.add_parser("info", help="print a model file's header")
-    info.add_argument("model", help="model file (.pt)")
-    info.add_argument("--full", action="store_true", help="list every index of the saved training split")
-    info.set_defaults(func=_info)
-
-    predict = sub.add_parser("predict", help="evaluate a model on structure files (any ase.io format)")
-    predict.add_argument("model", help="model file (.pt)")
-    predict.add_argument("structures", nargs="+", help="structure files (any ase.io format; every frame)")
-    predict.add_argument("-o", "--output", help="write structures with predictions (extxyz)")
-    predict.add_argument("--batch-size", type=whole(1), default=64, help="structures per model call (default 64)")
-    add_device_dtype(predict, "float32")
-    predict.set_defaults(func=_predict)
-
-    md = sub.add_parser("md", help="Langevin (or NVE) MD with a model, recording observables to HDF5")
-    md.add_argument("structure", help="starting structure (any ase.io format)")
-    md.add_argument("--model", required=True, help="model file (.pt), e.g. models/painn_water.pt")
-    md.add_argument("--steps", type=whole(0), required=True, help="total steps (a restart runs the rest)")
-    md.add_argument("--temperature", type=number(0), default=300.0, help="K (default 300)")
-    md.add_argument("--timestep", type=number(0, strict=True), default=0.5, help="fs (default 0.5)")
-    md.add_argument("--friction", type=number(0), default=0.01, help="Langevin friction, 1/fs (default 0.01)")
-    md.add_argument("--nve", action="store_true", help="velocity Verlet instead of Langevin")
-    md.add_argument("--equilibrate", type=whole(0), default=0, metavar="STEPS",
-                    help="Langevin steps at --temperature before recording starts, not recorded (default 0). "
-                         "Velocities start at --temperature (Maxwell-Boltzmann) unless the file has momenta")
-    md.add_argument("--seed", type=int, default=0, help="seed of the thermostat noise and initial velocities")
-    md.add_argument("-o", "--output", default="md.h5", help="HDF5 record (default md.h5)")
-    md.add_argument("--interval", type=whole(1), default=1, help="record every N steps (default 1)")
-    md.add_argument("--checkpoint", help="checkpoint file (default OUTPUT.checkpoint.npz); "
-                    "if it exists the run resumes from it")
-    md.add_argument("--checkpoint-interval", type=whole(1), default=1000, help="steps between checkpoints (default 1000)")
-    md.add_argument("--restart", action="store_true", help="discard an existing checkpoint and start the run "
-                    "afresh, replacing the record (a resumed run must have the checkpoint's settings)")
-    md.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_device_dtype(md, "float32")
-    md.set_defaults(func=_md)
-
-    rpmd = sub.add_parser("rpmd", help="ring-polymer MD with a model (all beads in one batched call), "
-                          "recording centroid observables to HDF5")
-    rpmd.add_argument("structure", help="starting structure (any ase.io format); beads start on it")
-    rpmd.add_argument("--model", required=True, help="model file (.pt), e.g. models/painn_water.pt")
-    rpmd.add_argument("--steps", type=whole(0), required=True, help="total steps (a restart runs the rest)")
-    rpmd.add_argument("--beads", type=whole(1), default=32, help="number of beads P (default 32)")
-    rpmd.add_argument("--temperature", type=number(0, strict=True), default=300.0, help="K (default 300)")
-    rpmd.add_argument("--timestep", type=number(0, strict=True), default=0.25, help="fs (default 0.25)")
-    rpmd.add_argument("--thermostat", default="pile_l", choices=["pile_l", "pile_g", "trpmd", "none"],
-                      help="pile_l (default), pile_g, trpmd (centroid unthermostatted: for spectra), none (NVE)")
-    rpmd.add_argument("--tau", type=number(0, strict=True), default=100.0, help="centroid thermostat time constant, fs (default 100)")
-    rpmd.add_argument("--propagator", default="exact", choices=["exact", "cayley"],
-                      help="free ring-polymer propagation (cayley: stable for large P·dt)")
-    rpmd.add_argument("--seed", type=int, default=0, help="seed of the thermostat noise")
-    rpmd.add_argument("-o", "--output", default="rpmd.h5", help="HDF5 record (default rpmd.h5)")
-    rpmd.add_argument("--interval", type=whole(1), default=4, help="record every N steps (default 4)")
-    rpmd.add_argument("--record-beads", action="store_true", help="also record every bead's positions")
-    rpmd.add_argument("--checkpoint", help="checkpoint file (default OUTPUT.checkpoint.npz); "
-                      "if it exists the run resumes from it")
-    rpmd.add_argument("--checkpoint-interval", type=whole(1), default=1000, help="steps between checkpoints (default 1000)")
-    rpmd.add_argument("--restart", action="store_true", help="discard an existing checkpoint and start the run "
-                      "afresh, replacing the record (a resumed run must have the checkpoint's settings)")
-    rpmd.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_device_dtype(rpmd, "float32")
-    rpmd.set_defaults(func=_rpmd)
-
-    spectrum = sub.add_parser("spectrum", help="IR, Raman and power spectra of MD trajectories (CSV, PNG, peak tables)")
-    spectrum.add_argument("records", nargs="+", help="recorder HDF5 files (ase-mpnn md / rpmd), RPMD .npz, ASE .traj, "
-                          "extxyz or any ase.io trajectory, or an i-PI run's input .xml; several are independent "
-                          "trajectories, averaged with a standard error")
-    spectrum.add_argument("--ir", action="store_true", help="IR absorption (needs dipoles)")
-    spectrum.add_argument("--raman", action="store_true", help="Raman, polarized and depolarized (polarizabilities)")
-    spectrum.add_argument("--power", action="store_true", help="vibrational density of states (velocities)")
-    spectrum.add_argument("-o", "--output", default="spectrum", help="output prefix (default 'spectrum': "
-                          "spectrum_ir.csv, spectrum_ir.png, ..., spectrum_peaks.md)")
-    spectrum.add_argument("--temperature", type=number(0, strict=True), help="K, for absolute IR units (default: the records')")
-    spectrum.add_argument("--max-lag", type=number(0, strict=True), default=2000.0,
-                          help="correlation length in fs (default 2000: Hann lines ≈ 12 cm⁻¹ wide)")
-    spectrum.add_argument("--window", default="hann", choices=["hann", "gaussian", "cos2", "none"],
-                          help="lag window of the correlation functions (default hann; gaussian: broader, "
-                               "no side lobes; cos2: narrower; none: sinc ringing)")
-    spectrum.add_argument("--quantum-correction", choices=["harmonic", "standard", "schofield"],
-                          help="for classical records (never for RPMD ones)")
-    spectrum.add_argument("--laser", type=float, help="laser wavenumber (cm⁻¹): weight Raman by the Stokes factor")
-    spectrum.add_argument("--range", type=float, nargs=2, default=[0.0, 4500.0], metavar=("LO", "HI"),
-                          help="cm⁻¹ range of plots and peak tables (default 0 4500)")
-    spectrum.add_argument("--reference", nargs="+", help="'water' (experimental gas-phase bands) or positions in cm⁻¹")
-    spectrum.add_argument("--dt", type=number(0, strict=True), help="time between frames in fs (MD time step × writing interval), for "
-                          "files that do not store it (extxyz, .traj not written by ASE's dynamics)")
-    spectrum.add_argument("--model", help="model file: predicts the dipoles/polarizabilities that files lack")
-    spectrum.add_argument("--predict", default="missing", choices=["missing", "always"],
-                          help="with --model: predict only what files lack (default) or always (replace theirs)")
-    add_device_dtype(spectrum, "float32")
-    spectrum.add_argument("--batch-size", type=whole(1), help="most frames (× beads) per model call (default 2048)")
-    spectrum.add_argument("--max-edges", type=whole(1), help="most graph edges per model call, at least one frame "
-                          "(default 1500 on a CPU: cache-sized batches are fastest; 200000 on a GPU)")
-    spectrum.add_argument("--cache", metavar="DIR", help="keep predictions in DIR: the next spectrum of the same "
-                          "trajectory with the same model reads them instead of predicting again")
-    spectrum.add_argument("--keys", help='JSON: where ASE files keep the series, e.g. \'{"dipole": "REF_dipole", '
-                          '"time": "t_fs"}\' (defaults: dipole, polarizability, time_fs)')
-    spectrum.add_argument("--format", help="ase.io format of the files, when the extension does not tell it")
-    spectrum.add_argument("--no-pbc", action="store_true", help="treat the systems as isolated (no unwrapping, "
-                          "non-periodic predictions): for a molecule in an i-PI box")
-    spectrum.add_argument("--ipi-extras-units", default="atomic", choices=["atomic", "ase"],
-                          help="units of i-PI dipole/polarizability extras (ipi-client --extras-units; default atomic)")
-    spectrum.add_argument("--no-progress", action="store_true", help="no progress bar while predicting")
-    spectrum.set_defaults(func=_spectrum)
-
-    harmonic = sub.add_parser("harmonic", help="harmonic frequencies, IR (km/mol) and Raman intensities "
-                              "of a model (ase.vibrations), for comparison with MD spectra")
-    harmonic.add_argument("structure", help="structure file (any ase.io format; the last frame)")
-    harmonic.add_argument("--model", required=True, help="model file (.pt), e.g. models/painn_water.pt")
-    harmonic.add_argument("--no-optimize", action="store_true", help="do not relax the structure first")
-    harmonic.add_argument("--fmax", type=number(0, strict=True), default=1e-4, help="relaxation threshold, eV/Å (default 1e-4)")
-    harmonic.add_argument("--delta", type=number(0, strict=True), default=1e-3,
-                          help="finite-difference step, Å (default 1e-3: the δ → 0 limit)")
-    harmonic.add_argument("--workdir", help="keep the displacement cache here (default: temporary)")
-    harmonic.add_argument("--reference", help="JSON of reference harmonic numbers to print beside the model's "
-                                              "(e.g. data/water_b3lyp_harmonic.json)")
-    add_device_dtype(harmonic, "float64")
-    harmonic.set_defaults(func=_harmonic)
-
-    train = sub.add_parser("train", help="train a model from a YAML config (resumes from its checkpoint)",
-                           epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    train.add_argument("config", help="YAML training config (see below)")
-    train.add_argument("--committee", type=int, metavar="N",
-                       help="train N members with seeds seed, seed+1, ... into OUTPUT_0.pt ... OUTPUT_{N-1}.pt "
-                            "(MPNNCalculator([...]) gives their mean and spread)")
-    train.add_argument("--fresh", action="store_true", help="discard the checkpoint in WORKDIR and train from the "
-                       "start (a resumed run must have the checkpoint's config and data)")
-    train.set_defaults(func=_train)
-
-    evaluate = sub.add_parser("eval", help="errors of a model on labelled data")
-    evaluate.add_argument("model", help="model file (.pt)")
-    evaluate.add_argument("data", nargs="+",
-                          help="extxyz or ASE .db files with reference labels (several are concatenated, "
-                               "in the order the model was trained on them, for --split)")
-    evaluate.add_argument("--index", default=":", help="frames to use, ase.io syntax (default all)")
-    evaluate.add_argument("--split", choices=["train", "validation", "test"],
-                          help="use only the frames of this split saved in the model file")
-    evaluate.add_argument("--keys", help='JSON label -> key map, e.g. \'{"energy": "E_dft"}\'')
-    evaluate.add_argument("--plot", help="write a parity plot (PNG)")
-    evaluate.add_argument("--batch-size", type=whole(1), default=32, help="structures per model call (default 32)")
-    add_device_dtype(evaluate, "float64")
-    evaluate.set_defaults(func=_eval)
-
-    ipi = sub.add_parser("ipi-client", help="serve an i-PI server's force requests (with dipole and "
-                         "polarizability as JSON extras in atomic units: e·Bohr, Bohr³)")
-    ipi.add_argument("--model", required=True, help="model file (.pt), e.g. models/painn_water.pt")
-    where = ipi.add_mutually_exclusive_group(required=True)
-    where.add_argument("--address", help="inet socket HOST:PORT, e.g. 127.0.0.1:31415")
-    where.add_argument("--unix", help="unix socket name, as in i-PI's <ffsocket mode='unix'><address>")
-    ipi.add_argument("--sockets-prefix", default="/tmp/ipi_",
-                     help="i-PI's sockets_prefix: the socket file is PREFIX+NAME (default /tmp/ipi_)")
-    ipi.add_argument("--structure", required=True,
-                     help="structure file with the atoms in i-PI's order (atomic numbers, pbc, charge)")
-    add_device_dtype(ipi, "float32")
-    ipi.add_argument("--extras", nargs="*", default=["dipole", "polarizability"],
-                     choices=["dipole", "polarizability"],
-                     help="results sent as JSON extras (default both; none: empty extras)")
-    ipi.add_argument("--extras-units", default="atomic", choices=["atomic", "ase"],
-                     help="units of the extras: atomic (e·Bohr, Bohr³) or ase (e·Å, e²Å²/eV)")
-    ipi.add_argument("--connect-timeout", type=number(0), default=60.0,
-                     help="seconds to retry connecting while i-PI starts (default 60)")
-    ipi.add_argument("--timeout", type=number(0), default=600.0,
-                     help="give up after this many seconds without a message from i-PI, which polls live "
-                          "clients continually (default 600; 0: wait for ever)")
-    ipi.set_defaults(func=_ipi_client)
+    for add_arguments in (_create_arguments, _info_arguments, _predict_arguments, _md_arguments,
+                          _rpmd_arguments, _spectrum_arguments, _harmonic_arguments, _train_arguments,
+                          _eval_arguments, _ipi_client_arguments):
+        add_arguments(sub)
     return parser
 
 
