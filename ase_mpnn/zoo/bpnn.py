@@ -49,7 +49,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..nn import CosineCutoff
+from ..nn import CosineCutoff, scatter_sum
 
 
 def edge_pairs(receiver: torch.Tensor, n_nodes: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -149,7 +149,7 @@ class BPNN(nn.Module):
         neighbor = species.index_select(0, sender)
 
         g2 = torch.exp(-self.radial_eta * (lengths[:, None] - self.radial_shifts) ** 2) * fcut[:, None]
-        radial = g2.new_zeros((n * S, g2.shape[1])).index_add(0, receiver * S + neighbor, g2)
+        radial = scatter_sum(g2, receiver * S + neighbor, n * S)
 
         a, b = edge_pairs(receiver, n)
         r_ij, r_ik = vectors.index_select(0, a), vectors.index_select(0, b)
@@ -174,7 +174,7 @@ class BPNN(nn.Module):
         low, high = torch.minimum(z_j, z_k), torch.maximum(z_j, z_k)
         pair = low * S - low * (low - 1) // 2 + (high - low)
         index = receiver.index_select(0, a) * self.n_pairs + pair
-        angular = g4.new_zeros((n * self.n_pairs, self.n_angular)).index_add(0, index, g4)
+        angular = scatter_sum(g4, index, n * self.n_pairs)
         return torch.cat([radial.reshape(n, -1), angular.reshape(n, -1)], dim=1)
 
     def forward(self, species, edge_index, vectors, lengths):

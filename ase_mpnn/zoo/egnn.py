@@ -40,7 +40,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..nn import MLP, CosineCutoff, GaussianRBF
+from ..nn import CosineCutoff, GaussianRBF, MLP, scatter_sum
 
 
 class EGNNLayer(nn.Module):
@@ -80,7 +80,7 @@ class EGNNLayer(nn.Module):
         )
         m = self.message(pre) * fcut  # m_ij, (n_edges, F)
         out = self.edge_out(m) * (c * fcut)  # C φ_x f_c, C φ_t f_c
-        aggregated = h.new_zeros((n, F)).index_add(0, receiver, m * c)
+        aggregated = scatter_sum(m * c, receiver, n)
         h = h + self.phi_h(torch.cat([h, aggregated], dim=1))
 
         v = v.index_add(0, receiver, e[:, :, None] * (m * (c * self.vector_weight))[:, None, :])
@@ -89,7 +89,7 @@ class EGNNLayer(nn.Module):
         t = t.index_add(0, receiver, traceless * (out[:, 1:] * inv_rc2)[:, :, None])
         if self.update_coordinates:
             # x_i − x_j = −e_ij
-            step = h.new_zeros((n, 3)).index_add(0, receiver, e * -out[:, :1])
+            step = scatter_sum(e * -out[:, :1], receiver, n)
             dx = step if dx is None else dx + step
         return h, dx, v, t
 

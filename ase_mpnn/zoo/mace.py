@@ -32,7 +32,7 @@ import torch
 from e3nn import o3
 from torch import nn
 
-from ..nn import MLP, PolynomialCutoff, SineRBF
+from ..nn import MLP, PolynomialCutoff, SineRBF, scatter_sum
 from ..nn.e3nn_utils import SymmetricTensorOut, restore_exact_constants_
 
 
@@ -189,7 +189,7 @@ class MACELayer(nn.Module):
     def forward(self, h, species, sh, radial, envelope, receiver, sender):
         weights = self.radial(radial) * envelope[:, None]  # (n_edges, weight_numel), 0 at r_c
         messages = self.conv(self.linear_up(h).index_select(0, sender), sh, weights)
-        a = messages.new_zeros((h.shape[0], messages.shape[1])).index_add(0, receiver, messages)
+        a = scatter_sum(messages, receiver, h.shape[0])
         a = self.linear_a(a * self.inv_avg_neighbors)
         return self.linear_b(self.contraction(a, species)) + self.self_connection(h, species)
 

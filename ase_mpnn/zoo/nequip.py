@@ -46,7 +46,7 @@ import torch
 from e3nn import o3
 from torch import nn
 
-from ..nn import PolynomialCutoff, SineRBF
+from ..nn import PolynomialCutoff, SineRBF, scatter_sum
 from ..nn.e3nn_utils import SymmetricTensorOut, register_constant, restore_exact_constants_
 from .so3net import (
     coupling,
@@ -125,7 +125,7 @@ class NequIPLayer(nn.Module):
         for l, (b, w) in enumerate(zip(couplings, weights)):
             bh = b * h_j if self.dim_in == 1 else torch.bmm(b, h_j)  # (n_edges, paths_ℓ (2ℓ+1), F)
             messages = (bh.view(-1, w.shape[1], 2 * l + 1, F) * w[:, :, None, :]).view(bh.shape)
-            out.append(bh.new_zeros((n,) + bh.shape[1:]).index_add(0, receiver, messages))
+            out.append(scatter_sum(messages, receiver, n))
         return torch.cat(out, dim=1).view(n, -1).index_select(1, self.mid_to_e3nn)
 
     def forward(self, h, edge_basis, sh, receiver, sender):

@@ -35,7 +35,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..nn import MLP, CosineCutoff, SineRBF
+from ..nn import CosineCutoff, MLP, SineRBF, scatter_sum
 
 def _messages(phi, v, filters, unit, receiver, sender):
     """Δs_i, Δv_i summed over edges j -> i (see the module docstring); v None means v = 0."""
@@ -45,8 +45,8 @@ def _messages(phi, v, filters, unit, receiver, sender):
     dv = unit[:, :, None] * dvs[:, None, :]  # (n_edges, 3, F)
     if v is not None:
         dv = dv + v.index_select(0, sender) * dvv[:, None, :]
-    delta_s = phi.new_zeros((phi.shape[0], F)).index_add(0, receiver, ds)
-    delta_v = phi.new_zeros((phi.shape[0], 3, F)).index_add(0, receiver, dv)
+    delta_s = scatter_sum(ds, receiver, phi.shape[0])
+    delta_v = scatter_sum(dv, receiver, phi.shape[0])
     return delta_s, delta_v
 
 
@@ -93,9 +93,9 @@ class LowMemoryMessages(torch.autograd.Function):
             grad_dvv = torch.zeros_like(gs)
         else:
             grad_dvv = (gv * v.index_select(0, sender)).sum(dim=1)
-            grad_v_in = torch.zeros_like(v).index_add(0, sender, gv * dvv[:, None, :])
+            grad_v_in = scatter_sum(gv * dvv[:, None, :], sender, v.shape[0])
         grad_x = torch.cat([gs, grad_dvv, grad_dvs], dim=1)  # (n_edges, 3F)
-        grad_phi = torch.zeros_like(phi).index_add(0, sender, grad_x * filters)
+        grad_phi = scatter_sum(grad_x * filters, sender, phi.shape[0])
         grad_filters = grad_x * phi_j
         need = ctx.needs_input_grad
         grad_radial = grad_filters @ weight if need[2] else None

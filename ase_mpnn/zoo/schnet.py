@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..nn import MLP, CosineCutoff, GaussianRBF
+from ..nn import CosineCutoff, GaussianRBF, MLP, scatter_sum
 
 
 class SchNetInteraction(nn.Module):
@@ -36,7 +36,7 @@ class SchNetInteraction(nn.Module):
     def forward(self, s, rbf, fcut, receiver, sender):
         filters = self.filter_net(rbf) * fcut[:, None]
         x = self.in2f(s).index_select(0, sender) * filters
-        y = x.new_zeros((s.shape[0], x.shape[1])).index_add(0, receiver, x)
+        y = scatter_sum(x, receiver, s.shape[0])
         return s + self.f2out(y)
 
 

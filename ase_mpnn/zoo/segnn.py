@@ -33,7 +33,7 @@ import torch
 from e3nn import o3
 from torch import nn
 
-from ..nn import PolynomialCutoff, SineRBF
+from ..nn import PolynomialCutoff, SineRBF, scatter_sum
 from ..nn.e3nn_utils import SymmetricTensorOut, restore_exact_constants_
 
 SCALAR = o3.Irrep("0e")
@@ -118,7 +118,7 @@ class SEGNNLayer(nn.Module):
         x = torch.cat([h.index_select(0, receiver), h.index_select(0, sender), radial], dim=1)
         x = x.index_select(1, self.message_index)
         m = self.message2(self.message1(x, edge_attr), edge_attr) * envelope[:, None]
-        summed = m.new_zeros(h.shape).index_add(0, receiver, m) * self.inv_avg_neighbors
+        summed = scatter_sum(m, receiver, h.shape[0]) * self.inv_avg_neighbors
         y = torch.cat([h, summed], dim=1).index_select(1, self.update_index)
         return h + self.update2(self.update1(y, node_attr), node_attr)
 
@@ -182,8 +182,8 @@ class SEGNN(nn.Module):
     def node_attributes(self, edge_attr, envelope, receiver, n: int) -> torch.Tensor:
         """a_i = (1, Σ_j u_ij Y^{ℓ≥1}_ij / (1 + Σ_j u_ij)): smooth in every neighbor's position."""
         weighted = edge_attr[:, 1:] * envelope[:, None]
-        total = envelope.new_zeros(n).index_add(0, receiver, envelope)
-        summed = weighted.new_zeros((n, weighted.shape[1])).index_add(0, receiver, weighted)
+        total = scatter_sum(envelope, receiver, n)
+        summed = scatter_sum(weighted, receiver, n)
         return torch.cat([summed.new_ones((n, 1)), summed / (1.0 + total[:, None])], dim=1)
 
     def forward(self, species, edge_index, vectors, lengths):

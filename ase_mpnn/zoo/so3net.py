@@ -50,7 +50,7 @@ from e3nn import nn as e3nn_nn
 from e3nn import o3
 from torch import nn
 
-from ..nn import CosineCutoff, GaussianRBF
+from ..nn import CosineCutoff, GaussianRBF, scatter_sum
 from ..nn.e3nn_utils import SymmetricTensorOut, register_constant, restore_exact_constants_
 
 def natural_irreps(mul: int, lmax: int) -> o3.Irreps:
@@ -150,7 +150,7 @@ class SO3Interaction(nn.Module):
         for l2, b in enumerate(couplings.split(dim, dim=1)):
             bx = b * x_j if first else torch.bmm(b, x_j)
             messages = messages + bx * filters[:, l2, None, :]
-        h = x_m.new_zeros((n, dim, F)).index_add(0, receiver, messages)
+        h = scatter_sum(messages, receiver, n)
         return h.view(n, dim * F).index_select(1, self.to_e3nn)
 
     def forward(self, x, couplings, filters, receiver, sender, first: bool = False):
