@@ -1,4 +1,5 @@
-"""Helpers shared by the e3nn-based architectures (SO3Net, NequIP, MACE, SEGNN).
+"""Helpers shared by the e3nn-based architectures (SO3Net, NequIP, MACE, SEGNN): irreps,
+Clebsch–Gordan couplings of edges, the gated nonlinearity, and exact constants.
 
 e3nn builds its Clebsch–Gordan (Wigner-3j) buffers in the default dtype. A model built
 in float32 and converted to float64 would keep float32-rounded couplings, i.e.
@@ -13,6 +14,7 @@ import math
 import re
 
 import torch
+from e3nn import nn as e3nn_nn
 from e3nn import o3
 from torch import nn
 
@@ -64,3 +66,54 @@ class SymmetricTensorOut(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.einsum("nk,kij->nij", self.linear(x), self.basis)
+
+
+def natural_irreps(mul: int, lmax: int) -> o3.Irreps:
+    """``mul×0e + mul×1o + mul×2e + ...`` up to ℓ_max: parity (−1)^ℓ."""
+    return o3.Irreps([(mul, (l, (-1) ** l)) for l in range(lmax + 1)])
+
+
+def m_major_index(irreps: o3.Irreps) -> torch.Tensor:
+    """Permutation of e3nn's layout (blocks of (u, m)) to (row = block, m; column = u).
+
+    ``x.index_select(1, index).view(n, Σ(2ℓ+1), F)`` for irreps that all have multiplicity F.
+    """
+    blocks, start = [], 0
+    for mul, ir in irreps:
+        blocks.append(torch.arange(start, start + mul * ir.dim).view(mul, ir.dim).T.reshape(-1))
+        start += mul * ir.dim
+    return torch.cat(blocks)
+
+
+def coupling(l1: int, l2: int, l: int) -> torch.Tensor:
+    """√(2ℓ+1) (ℓ1 ℓ2 ℓ; m1 m2 m) in float64 as [m, m2, m1]: e3nn's 'component' coupling."""
+    return math.sqrt(2 * l + 1) * o3.wigner_3j(l1, l2, l, dtype=torch.float64).permute(2, 1, 0)
+
+
+def edge_couplings(sh: torch.Tensor, couplings: torch.Tensor) -> torch.Tensor:
+    """B_e[r, a] = Σ_y K[r, y, a] Y_y(r̂_e): (n_edges, rows, dim in); K (rows, dim Y, dim in)."""
+    rows, dim_sh, dim_in = couplings.shape
+    flat = couplings.transpose(0, 1).reshape(dim_sh, rows * dim_in)
+    return (sh @ flat).view(-1, rows, dim_in)
+
+
+def gated_nonlinearity(n_features: int, lmax: int) -> e3nn_nn.Gate:
+    """Gate: SiLU on F scalars; each ℓ > 0 channel times sigmoid of its own scalar gate."""
+    return e3nn_nn.Gate(
+        f"{n_features}x0e",
+        [nn.functional.silu],
+        f"{n_features * lmax}x0e",
+        [torch.sigmoid],
+        natural_irreps(n_features, lmax)[1:],
+    )
+
+
+def parity_paths(lmax_in: int, lmax_sh: int, lmax_out: int) -> list[tuple[int, int, int]]:
+    """(ℓ1, ℓ2, ℓ) with |ℓ1 − ℓ2| ≤ ℓ ≤ min(ℓ1 + ℓ2, ℓ_out) and ℓ1 + ℓ2 + ℓ even (parity kept)."""
+    return [
+        (l1, l2, l)
+        for l1 in range(lmax_in + 1)
+        for l2 in range(lmax_sh + 1)
+        for l in range(abs(l1 - l2), min(l1 + l2, lmax_out) + 1)
+        if (l1 + l2 + l) % 2 == 0
+    ]

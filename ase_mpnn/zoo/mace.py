@@ -33,13 +33,8 @@ from e3nn import o3
 from torch import nn
 
 from ..nn import MLP, PolynomialCutoff, SineRBF, scatter_sum
-from ..nn.e3nn_utils import SymmetricTensorOut, restore_exact_constants_
+from ..nn.e3nn_utils import SymmetricTensorOut, natural_irreps, restore_exact_constants_
 
-
-
-def natural_irreps(mul: int, lmax: int) -> o3.Irreps:
-    """mul × (0e + 1o + 2e + ...) up to ℓ = lmax."""
-    return o3.Irreps([(mul, (l, (-1) ** l)) for l in range(lmax + 1)])
 
 
 @torch.no_grad()

@@ -47,14 +47,16 @@ from e3nn import o3
 from torch import nn
 
 from ..nn import PolynomialCutoff, SineRBF, scatter_sum
-from ..nn.e3nn_utils import SymmetricTensorOut, register_constant, restore_exact_constants_
-from .so3net import (
+from ..nn.e3nn_utils import (
+    SymmetricTensorOut,
     coupling,
     edge_couplings,
     gated_nonlinearity,
     m_major_index,
     natural_irreps,
     parity_paths,
+    register_constant,
+    restore_exact_constants_,
 )
 
 
