@@ -65,6 +65,7 @@ def water_disagreement() -> None:
 
 
 def self_force_constant(calc, step: float) -> float:
+    """Force constant (eV/Å²) of one atom of a 108-atom ideal fcc Cu cell displaced along x by ±step."""
     crystal = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((3, 3, 3))
     forces = []
     for sign in (1, -1):
@@ -98,6 +99,17 @@ def elastic_constants(calc, a: float = 3.61, h: float = 1e-3) -> dict[str, float
     return result
 
 
+def copper_phonons_meV(calc, kpts: np.ndarray, supercell: int = 9) -> np.ndarray:
+    """Phonon energies (meV) of fcc Cu (a = 3.61 Å) at ``kpts`` from ``ase.phonons``
+    (``supercell``³ primitive cells, δ = 0.01 Å, acoustic sum rule): (n_kpts, 3)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ph = Phonons(bulk("Cu", "fcc", a=3.61), calc, supercell=(supercell,) * 3, delta=0.01,
+                     name=str(Path(tmp) / "ph"))
+        ph.run()
+        ph.read(acoustic=True)
+        return ph.band_structure(kpts) * 1000
+
+
 def copper() -> None:
     model = MPNNCalculator(ROOT / "models" / "painn_copper.pt", dtype=torch.float64)
     for step in (1e-5, 1e-4, 1e-3, 1e-2):
@@ -106,17 +118,12 @@ def copper() -> None:
     for name, calc in (("EMT", EMT()), ("model", model)):
         c = elastic_constants(calc)
         print(f"{name}: C11 {c['C11']:.1f}, C12 {c['C12']:.1f}, C44 {c['C44']:.1f} GPa")
-    primitive = bulk("Cu", "fcc", a=3.61)
-    path = primitive.cell.bandpath("GXWKGL", npoints=120)
-    points = path.special_points
+    path = bulk("Cu", "fcc", a=3.61).cell.bandpath("GXWKGL", npoints=120)
+    special = [path.special_points[k] for k in "XLWK"]
     phonons, bands = {}, {}
     for name, calc in (("EMT", EMT()), ("model", model)):
-        with tempfile.TemporaryDirectory() as tmp:
-            ph = Phonons(primitive, calc, supercell=(9, 9, 9), delta=0.01, name=str(Path(tmp) / "ph"))
-            ph.run()
-            ph.read(acoustic=True)
-            phonons[name] = {k: np.sort(ph.band_structure([points[k]])[0]) * 1000 for k in "XLWK"}
-            bands[name] = ph.band_structure(path.kpts) * 1000
+        bands[name], at_points = np.split(copper_phonons_meV(calc, np.concatenate([path.kpts, special])), [-4])
+        phonons[name] = {k: np.sort(row) for k, row in zip("XLWK", at_points)}
     for k in "XLWK":
         e, m = phonons["EMT"][k], phonons["model"][k]
         print(f"phonons at {k} (meV): EMT {np.round(e, 2)}, model {np.round(m, 2)} "

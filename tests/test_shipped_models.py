@@ -71,25 +71,28 @@ def test_b3lyp_reference_is_step_independent_and_matches_the_analytic_hessian(re
                                atol=2.0)
 
 
-def _self_force_constant(calc, step: float) -> float:
-    crystal = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((3, 3, 3))
-    forces = []
-    for sign in (1, -1):
-        atoms = crystal.copy()
-        atoms.positions[0, 0] += sign * step
-        atoms.calc = calc
-        forces.append(atoms.get_forces()[0, 0])
-    return -(forces[0] - forces[1]) / (2 * step)
+def _load_check_script():
+    """md_examples/check_shipped_models.py: the copper checks live there, printed for the card."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("check_shipped_models",
+                                                  ROOT / "md_examples" / "check_shipped_models.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+CHECK = _load_check_script()
 
 
 def test_copper_force_constant_matches_emt_at_every_step():
     model = MPNNCalculator(ROOT / "models" / "painn_copper.pt", dtype=torch.float64)
     for step in (1e-4, 1e-3, 1e-2):
-        reference = _self_force_constant(EMT(), step)
-        assert _self_force_constant(model, step) == pytest.approx(reference, rel=0.02), step
+        reference = CHECK.self_force_constant(EMT(), step)
+        assert CHECK.self_force_constant(model, step) == pytest.approx(reference, rel=0.02), step
 
 
-def test_copper_phonons_match_emt(tmp_path):
+def test_copper_phonons_match_emt():
     """Phonons along Γ–X–W–K–Γ–L within 2 % of EMT (where above 20 % of the top frequency).
 
     The supercell must hold the force constants: ``ase.phonons`` interpolates between the
@@ -97,18 +100,9 @@ def test_copper_phonons_match_emt(tmp_path):
     model reaches 2 messages × 4.5 Å = 9 Å, so 9×9×9 (23 Å across); in 5×5×5 the folded
     tail makes its long-wavelength acoustic branches up to 9 % too stiff.
     """
-    from ase.phonons import Phonons
-
-    primitive = bulk("Cu", "fcc", a=3.61)
-    path = primitive.cell.bandpath("GXWKGL", npoints=60)
-    bands = {}
-    for name, calc in (("emt", EMT()),
-                       ("model", MPNNCalculator(ROOT / "models" / "painn_copper.pt", dtype=torch.float64))):
-        phonons = Phonons(primitive, calc, supercell=(9, 9, 9), delta=0.01, name=str(tmp_path / name))
-        phonons.run()
-        phonons.read(acoustic=True)
-        bands[name] = phonons.band_structure(path.kpts).ravel()
-    emt, model = bands["emt"], bands["model"]
+    path = bulk("Cu", "fcc", a=3.61).cell.bandpath("GXWKGL", npoints=60)
+    model_calc = MPNNCalculator(ROOT / "models" / "painn_copper.pt", dtype=torch.float64)
+    emt, model = (CHECK.copper_phonons_meV(calc, path.kpts).ravel() for calc in (EMT(), model_calc))
     significant = emt > 0.2 * emt.max()  # away from Γ, where both go to zero
     np.testing.assert_allclose(model[significant], emt[significant], rtol=0.02)
     # Near Γ the frequencies vanish: there the error counts against the band width.
@@ -117,12 +111,7 @@ def test_copper_phonons_match_emt(tmp_path):
 
 def test_copper_elastic_constants_match_emt():
     """C11, C12, C44 (the slopes of the acoustic branches at Γ) within 2 % of EMT."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("check", ROOT / "md_examples" / "check_shipped_models.py")
-    check = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(check)
-    reference = check.elastic_constants(EMT())
-    model = check.elastic_constants(MPNNCalculator(ROOT / "models" / "painn_copper.pt", dtype=torch.float64))
+    reference = CHECK.elastic_constants(EMT())
+    model = CHECK.elastic_constants(MPNNCalculator(ROOT / "models" / "painn_copper.pt", dtype=torch.float64))
     for name in ("C11", "C12", "C44"):
         assert model[name] == pytest.approx(reference[name], rel=0.02), (name, model[name], reference[name])
