@@ -256,9 +256,10 @@ class MPNNCalculator(Calculator):
         for k, atoms in enumerate(structures):
             lo, hi = bounds[k], bounds[k + 1]
             r: dict[str, Any] = {}
+            periodic = fully_periodic([atoms])
             for name, value in host.items():
                 prop = PROPERTY_TABLE[name]
-                if prop.needs_periodic and not fully_periodic([atoms]):
+                if prop.needs_periodic and not periodic:
                     continue
                 if prop.per_atom:
                     r[name] = value[lo:hi].copy()

@@ -310,12 +310,7 @@ def _md_arguments(sub) -> None:
     md.add_argument("--seed", type=int, default=0, help="seed of the thermostat noise and initial velocities")
     md.add_argument("-o", "--output", default="md.h5", help="HDF5 record (default md.h5)")
     md.add_argument("--interval", type=whole(1), default=1, help="record every N steps (default 1)")
-    md.add_argument("--checkpoint", help="checkpoint file (default OUTPUT.checkpoint.npz); "
-                    "if it exists the run resumes from it")
-    md.add_argument("--checkpoint-interval", type=whole(1), default=1000, help="steps between checkpoints (default 1000)")
-    md.add_argument("--restart", action="store_true", help="discard an existing checkpoint and start the run "
-                    "afresh, replacing the record (a resumed run must have the checkpoint's settings)")
-    md.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_run_control(md)
     add_device_dtype(md, "float32")
     md.set_defaults(func=_md)
 
@@ -399,12 +394,7 @@ def _rpmd_arguments(sub) -> None:
     rpmd.add_argument("-o", "--output", default="rpmd.h5", help="HDF5 record (default rpmd.h5)")
     rpmd.add_argument("--interval", type=whole(1), default=4, help="record every N steps (default 4)")
     rpmd.add_argument("--record-beads", action="store_true", help="also record every bead's positions")
-    rpmd.add_argument("--checkpoint", help="checkpoint file (default OUTPUT.checkpoint.npz); "
-                      "if it exists the run resumes from it")
-    rpmd.add_argument("--checkpoint-interval", type=whole(1), default=1000, help="steps between checkpoints (default 1000)")
-    rpmd.add_argument("--restart", action="store_true", help="discard an existing checkpoint and start the run "
-                      "afresh, replacing the record (a resumed run must have the checkpoint's settings)")
-    rpmd.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_run_control(rpmd)
     add_device_dtype(rpmd, "float32")
     rpmd.set_defaults(func=_rpmd)
 
@@ -583,6 +573,17 @@ def torch_dtype(name: str):
     import torch
 
     return {"float32": torch.float32, "float64": torch.float64}[name]
+
+
+def add_run_control(parser: argparse.ArgumentParser) -> None:
+    """Checkpoint, restart and progress options of the MD commands (md, rpmd)."""
+    parser.add_argument("--checkpoint", help="checkpoint file (default OUTPUT.checkpoint.npz); "
+                        "if it exists the run resumes from it")
+    parser.add_argument("--checkpoint-interval", type=whole(1), default=1000,
+                        help="steps between checkpoints (default 1000)")
+    parser.add_argument("--restart", action="store_true", help="discard an existing checkpoint and start the run "
+                        "afresh, replacing the record (a resumed run must have the checkpoint's settings)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def add_device_dtype(parser: argparse.ArgumentParser, dtype: str) -> None:
