@@ -10,7 +10,9 @@ pass (ring-polymer beads, data sets) and returns one dict of results per structu
 
 ``MPNNCalculator([path1, path2, ...])`` is a committee: the members (same cutoff and
 elements, e.g. the same recipe trained with different seeds) share one neighbor list and
-one graph per call and are evaluated one after the other on it; the results are their
+one graph per call; members of one architecture are evaluated in one batched pass for
+small graphs (see :mod:`ase_mpnn.committee_model`), otherwise one after the other on
+the shared graph. The results are their
 mean, and ``energy_std``, ``forces_std``, ``stress_std``, ``dipole_std``,
 ``charges_std`` and ``polarizability_std`` their standard deviation (numpy's ``std``,
 ddof 0), in the units of the property: a measure of how far a structure lies from the
@@ -31,6 +33,7 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from .checks import check_device, check_dtype, non_finite_parameters
+from .committee_model import ONE_PASS_MAX_EDGES, StackedCommittee, stackable
 from .graph import build_graph, total_charge_of
 from .io import load_model
 from .neighbors import VerletNeighborList
@@ -111,6 +114,8 @@ class MPNNCalculator(Calculator):
         self.members = [_frozen_member(m, device, dtype) for m in given]
         model = self.members[0]
         _check_committee(self.members, given)
+        # Members differing only in their weights run as one batched pass.
+        self._stacked = StackedCommittee(self.members) if stackable(self.members) else None
         self.model = model
         self.device = torch.device(device)
         self.dtype = check_dtype(next(model.parameters()).dtype, "the model's dtype")
@@ -179,11 +184,16 @@ class MPNNCalculator(Calculator):
         graph = build_graph(structures, self.model.cutoff, pairs, dtype=self.dtype, device=self.device)
         grad_needed = bool({"forces", "stress"} & wanted)
         with torch.no_grad() if not grad_needed else torch.enable_grad(), torch_threads(self.threads_for(graph)):
-            outs = [member(graph, wanted) for member in self.members]
-        if len(outs) == 1:
-            results = self._split(outs[0], structures)
+            if len(self.members) == 1:
+                single = self.model(graph, wanted)
+            elif self._stacked is not None and graph.edge_index.shape[1] <= ONE_PASS_MAX_EDGES:
+                stacked = self._stacked(graph, wanted)
+            else:
+                outs = [member(graph, wanted) for member in self.members]
+                stacked = {k: torch.stack([o[k].detach() for o in outs]) for k in outs[0]}
+        if len(self.members) == 1:
+            results = self._split(single, structures)
         else:
-            stacked = {k: torch.stack([o[k].detach() for o in outs]) for k in outs[0]}
             mean = self._split({k: v.mean(dim=0) for k, v in stacked.items()}, structures)
             spread = self._split({k: v.std(dim=0, correction=0) for k, v in stacked.items()}, structures)
             results = [{**m, **{f"{k}_std": v for k, v in sd.items() if k in _SPREAD}}

@@ -227,49 +227,75 @@ class AtomisticModel(nn.Module):
         want_forces = "forces" in properties
         want_stress = "stress" in properties
         want_energy = want_forces or want_stress or "energy" in properties or "energies" in properties
-        n_atoms, n_graphs = graph.n_atoms, graph.n_graphs
         species = self.species_of(graph.numbers)
-        positions, cell = graph.positions, graph.cell
         with torch.enable_grad() if (want_forces or want_stress) else nullcontext():
-            if want_forces:
-                positions = positions.detach().requires_grad_(True)
-            if want_stress:
-                strain = torch.zeros_like(cell, requires_grad=True)
-                symmetric = 0.5 * (strain + strain.transpose(1, 2))
-                positions = positions + torch.einsum("ni,nij->nj", positions, symmetric[graph.batch])
-                cell = cell + torch.bmm(cell, symmetric)
-            vectors = _edge_vectors(positions, cell, graph)  # (n_edges, 3)
-            lengths = torch.linalg.vector_norm(vectors, dim=1)  # (n_edges,)
+            positions = graph.positions.detach().requires_grad_(True) if want_forces else graph.positions
+            strain = torch.zeros_like(graph.cell, requires_grad=True) if want_stress else None
+            vectors, lengths = self.edge_geometry(graph, positions, strain)
             self._check_distances(lengths, graph, species)
-
-            isolated = self._cached_isolated_scalars()
-            if isolated is None:
-                # One isolated atom per element rides along as extra nodes without edges,
-                # so gradients reach the parameters through it too.
-                node_species = torch.cat([species, torch.arange(len(self.species), device=species.device)])
-            else:
-                node_species = species
-            s, v, *rest = self.representation(node_species, graph.edge_index, vectors, lengths)
-            tensors = rest[0] if rest else None  # (n_nodes, 3, 3) or None
-            scalars = self.scalar_head(s)  # (n_nodes, 3)
-            if isolated is None:
-                scalars, isolated = scalars[:n_atoms], scalars[n_atoms:]
-            out: dict[str, torch.Tensor] = {}
-
-            if want_energy:
-                y = scalars[:, _ENERGY] - isolated[species, _ENERGY]
-                # Summed in float64 (see _apply); forces keep the model's dtype.
-                atomic = self.atomic_energies[species] + self.energy_scale * y.to(torch.float64)
-                energy = scatter_sum(atomic, graph.batch, n_graphs)
-                out["energy"], out["energies"] = energy, atomic
+            out = self.predict_from_edges(graph, species, vectors, lengths, self._cached_isolated_scalars(),
+                                          properties)
             if want_forces or want_stress:
                 inputs = ([positions] if want_forces else []) + ([strain] if want_stress else [])
-                grads = torch.autograd.grad(energy.sum(), inputs, create_graph=create_graph)
+                grads = torch.autograd.grad(out["energy"].sum(), inputs, create_graph=create_graph)
                 if want_forces:
                     out["forces"] = -grads[0]
                 if want_stress:
                     out["stress"] = grads[-1] / _periodic_volume(graph)[:, None, None]
+        if not want_energy:
+            del out["energy"], out["energies"]
+        return out
 
+    @staticmethod
+    def edge_geometry(
+        graph: Graph, positions: torch.Tensor, strain: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Edge vectors r_ij (n_edges, 3) and lengths of ``positions``, strained by ``strain`` if given.
+
+        The strain ε (n_graphs, 3, 3) is applied symmetrised, r → r (1 + ε) and
+        cell → cell (1 + ε), so that ∂E/∂ε at ε = 0 is the virial.
+        """
+        cell = graph.cell
+        if strain is not None:
+            symmetric = 0.5 * (strain + strain.transpose(-1, -2))
+            positions = positions + torch.einsum("ni,nij->nj", positions, symmetric[graph.batch])
+            cell = cell + torch.matmul(cell, symmetric)
+        vectors = _edge_vectors(positions, cell, graph)
+        return vectors, torch.linalg.vector_norm(vectors, dim=1)
+
+    def predict_from_edges(
+        self,
+        graph: Graph,
+        species: torch.Tensor,
+        vectors: torch.Tensor,
+        lengths: torch.Tensor,
+        isolated: torch.Tensor | None,
+        properties: Collection[str],
+    ) -> dict[str, torch.Tensor]:
+        """Energy (always), charges, dipole and polarizability from edge vectors; no derivatives.
+
+        ``isolated`` holds the read-outs of isolated atoms (n_species, 3), or None to
+        compute them in this pass (trainable parameters). This is the part of
+        :meth:`forward` that a committee maps over its members with ``torch.func.vmap``
+        (see :mod:`ase_mpnn.committee`); it must not branch on tensor values.
+        """
+        n_atoms, n_graphs = graph.n_atoms, graph.n_graphs
+        if isolated is None:
+            # One isolated atom per element rides along as extra nodes without edges,
+            # so gradients reach the parameters through it too.
+            node_species = torch.cat([species, torch.arange(len(self.species), device=species.device)])
+        else:
+            node_species = species
+        s, v, *rest = self.representation(node_species, graph.edge_index, vectors, lengths)
+        tensors = rest[0] if rest else None  # (n_nodes, 3, 3) or None
+        scalars = self.scalar_head(s)  # (n_nodes, 3)
+        if isolated is None:
+            scalars, isolated = scalars[:n_atoms], scalars[n_atoms:]
+
+        y = scalars[:, _ENERGY] - isolated[species, _ENERGY]
+        # Summed in float64 (see _apply); forces keep the model's dtype.
+        atomic = self.atomic_energies[species] + self.energy_scale * y.to(torch.float64)
+        out: dict[str, torch.Tensor] = {"energy": scatter_sum(atomic, graph.batch, n_graphs), "energies": atomic}
         if {"charges", "dipole"} & set(properties):
             charges = corrected_charges(scalars[:, _CHARGE], graph.batch, n_graphs, graph.total_charge)
             out["charges"] = charges

@@ -15,6 +15,7 @@ from ase_mpnn import MPNNCalculator, build_model
 from ase_mpnn.cli import main
 from ase_mpnn.committee import member_configs
 from ase_mpnn.train import TrainConfig, train
+from conftest import make_model
 
 ROOT = Path(__file__).resolve().parents[1]
 PROPERTIES = ("energy", "forces", "dipole", "polarizability", "charges")
@@ -40,6 +41,45 @@ def test_committee_mean_and_spread_equal_the_members():
     atoms.calc = committee
     assert atoms.calc.get_property("forces_std", atoms).shape == (3, 3)
     assert atoms.calc.get_property("energy_std", atoms) > 0
+
+
+def test_one_batched_pass_equals_the_members_one_by_one(architecture):
+    """Every architecture stacks: the vmapped pass gives each member's own results (float64, with stress)."""
+    from ase_mpnn.committee_model import StackedCommittee, stackable
+
+    members = [make_model(architecture, seed=seed) for seed in range(3)]
+    committee = MPNNCalculator(members, dtype=torch.float64)
+    assert isinstance(committee._stacked, StackedCommittee) and stackable(committee.members)
+    box = molecule("H2O")
+    box.set_cell([3.3, 3.1, 3.6])
+    box.pbc = True
+    box.rattle(0.05, seed=1)
+    structures = [molecule("H2O"), molecule("H2O2"), box]
+    graph_calc = MPNNCalculator(members[0], dtype=torch.float64)
+    from ase_mpnn.graph import build_graph
+
+    for batch in (structures[:2], structures[2:]):
+        pairs = [graph_calc._neighbors(k).update(a.positions, a.cell.array, a.pbc, a.numbers)
+                 for k, a in enumerate(batch)]
+        graph = build_graph(batch, members[0].cutoff, pairs, dtype=torch.float64)
+        wanted = ("energy", "energies", "forces", "charges", "dipole", "polarizability") + (
+            ("stress",) if batch[0].pbc.all() else ())
+        together = committee._stacked(graph, wanted)
+        assert set(together) == set(wanted)
+        for k, member in enumerate(committee.members):
+            alone = member(graph, wanted)
+            for name in wanted:
+                torch.testing.assert_close(together[name][k], alone[name].detach(), rtol=1e-10, atol=1e-12,
+                                           msg=f"{architecture} member {k}: {name}")
+
+
+def test_members_of_different_architectures_run_one_after_another():
+    members = [make_model("painn"), make_model("schnet")]
+    committee = MPNNCalculator(members, dtype=torch.float64)
+    assert committee._stacked is None
+    result = committee.predict([molecule("H2O")], PROPERTIES)[0]
+    alone = [MPNNCalculator(m, dtype=torch.float64).predict([molecule("H2O")], PROPERTIES)[0] for m in members]
+    np.testing.assert_allclose(result["forces"], (alone[0]["forces"] + alone[1]["forces"]) / 2, atol=1e-12)
 
 
 def test_committee_errors():
