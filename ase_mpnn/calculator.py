@@ -64,6 +64,28 @@ def torch_threads(n: int | None):
         torch.set_num_threads(old)
 
 
+class ExtraProperties:
+    """A request, made with :meth:`MPNNCalculator.computing`, for more properties per call.
+
+    ``active`` switches it on and off; ``close()`` (or the end of its ``with`` block)
+    withdraws it.
+    """
+
+    def __init__(self, calc: "MPNNCalculator", properties: tuple[str, ...]):
+        self.calc, self.properties, self.active = calc, properties, True
+
+    def close(self) -> None:
+        self.active = False
+        self.calc._requests[:] = [r for r in self.calc._requests if r is not self]
+
+    def __enter__(self) -> "ExtraProperties":
+        self.active = True
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
 class MPNNCalculator(Calculator):
     """ASE calculator for an ase_mpnn model.
 
@@ -81,8 +103,8 @@ class MPNNCalculator(Calculator):
             the energy is asked for, in the same pass. MD and optimizers ask for both,
             so this halves their cost; set False for energy-only scans without autograd.
         also_compute: properties computed with every energy/forces call, in the same
-            forward pass (e.g. ("dipole", "polarizability") while an MD recorder needs
-            them); a public attribute, so recorders can switch it per step.
+            forward pass (e.g. ("dipole", "polarizability") for a whole MD run). For a
+            while only, use :meth:`computing`.
         num_threads: torch threads during this calculator's calls (restored after each
             call). "auto": one thread for small graphs (under 500 edges: a few atoms),
             where waking more threads costs more than it gains, torch's setting
@@ -130,6 +152,7 @@ class MPNNCalculator(Calculator):
         if unknown:
             raise ValueError(f"also_compute: unknown properties {sorted(unknown)}")
         self.also_compute = tuple(also_compute)
+        self._requests: list[ExtraProperties] = []
         self._neighbor_lists: list[VerletNeighborList] = []
 
     # ASE entry point -------------------------------------------------------------
@@ -168,6 +191,23 @@ class MPNNCalculator(Calculator):
         if properties is None:
             properties = ("energy", "forces", "stress", "dipole", "charges", "polarizability")
         return self._evaluate(list(structures), properties, strict=False)
+
+    def computing(self, *properties: str) -> ExtraProperties:
+        """Compute ``properties`` in every energy/forces call while the returned request is active.
+
+        ``with calc.computing("dipole", "polarizability"): dyn.run(100)`` gets the dipole
+        and polarizability from the forces pass of every step, at no extra model call.
+        The request is active inside a ``with`` block; an MD recorder that needs them only
+        before recorded steps keeps the request and sets ``request.active`` per step,
+        then calls ``request.close()``.
+        """
+        unknown = set(properties) - set(self.implemented_properties)
+        if unknown:
+            raise ValueError(f"computing: unknown properties {sorted(unknown)}; choose from "
+                             f"{self.implemented_properties}")
+        request = ExtraProperties(self, tuple(dict.fromkeys(properties)))
+        self._requests.append(request)
+        return request
 
     # Internals ---------------------------------------------------------------------
     def _evaluate(
@@ -238,6 +278,9 @@ class MPNNCalculator(Calculator):
         if asked & _ENERGY_LIKE:
             wanted.add("energy")
             wanted.update(self.also_compute)
+            for request in self._requests:
+                if request.active:
+                    wanted.update(request.properties)
             if self.forces_with_energy:
                 wanted.add("forces")
                 if periodic:

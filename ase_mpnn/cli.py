@@ -351,17 +351,12 @@ def _rpmd(args: argparse.Namespace) -> int:
     resuming = os.path.exists(checkpoint) and not args.restart
     # What the checkpoint cannot tell from the run itself: stored, and compared on resume.
     settings = {"seed": args.seed, "structure": file_fingerprint(args.structure)}
-    if resuming:
-        expected = {"n_beads": args.beads, "temperature_K": args.temperature, "timestep_fs": args.timestep,
-                    "thermostat": thermostat, "tau_fs": args.tau, "propagator": args.propagator,
-                    "record interval": args.interval, "record beads": args.record_beads, **settings}
-        md = RingPolymerMD.from_checkpoint(checkpoint, calc, expected=expected)
-    else:
-        md = RingPolymerMD(read_structures(args.structure), calc, n_beads=args.beads, temperature_K=args.temperature,
-                           timestep=args.timestep * units.fs, thermostat=thermostat, tau=args.tau * units.fs,
-                           seed=args.seed, propagator=args.propagator)
+    # A resumed run takes its beads, momenta and random state from the checkpoint (run_rpmd).
+    md = RingPolymerMD(read_structures(args.structure), calc, n_beads=args.beads, temperature_K=args.temperature,
+                       timestep=args.timestep * units.fs, thermostat=thermostat, tau=args.tau * units.fs,
+                       seed=args.seed, propagator=args.propagator)
     with resumable(lambda: _resume_hint(checkpoint)):
-        with RingPolymerRecorder(md, args.output, interval=args.interval, mode="a" if resuming else "w",
+        with RingPolymerRecorder(md, args.output, interval=args.interval, mode="w",
                                  beads=args.record_beads) as recorder:
             run_rpmd(md, args.steps, recorder, checkpoint_path=checkpoint,
                      checkpoint_interval=args.checkpoint_interval, progress=not args.no_progress,

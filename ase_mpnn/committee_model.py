@@ -84,14 +84,14 @@ class StackedCommittee:
         # The members see the same geometry: refuse close contacts once, on the shared graph.
         first._check_distances(first.edge_geometry(graph, graph.positions, None)[1], graph, species)
         n = len(self.members)
+        asked = tuple(set(properties) | ({"energy"} if (want_forces or want_stress) else set()))
         with torch.enable_grad() if (want_forces or want_stress) else nullcontext():
             positions = graph.positions.detach().expand(n, -1, -1).clone().requires_grad_(want_forces)
             strain = (torch.zeros((n,) + tuple(graph.cell.shape), dtype=graph.cell.dtype, device=graph.cell.device,
                                   requires_grad=True) if want_stress else None)
 
             def member(state, positions, strain, isolated):
-                return functional_call(self._wrapper, state, (graph, species, positions, strain, isolated,
-                                                              tuple(properties)))
+                return functional_call(self._wrapper, state, (graph, species, positions, strain, isolated, asked))
 
             out = vmap(member, in_dims=(0, 0, 0 if want_stress else None, 0))(self._state, positions, strain,
                                                                              self._isolated)
@@ -102,6 +102,4 @@ class StackedCommittee:
                     out["forces"] = -grads[0]
                 if want_stress:
                     out["stress"] = grads[-1] / _periodic_volume(graph)[None, :, None, None]
-        if not (want_forces or want_stress or {"energy", "energies"} & set(properties)):
-            del out["energy"], out["energies"]
         return {k: v.detach() for k, v in out.items()}

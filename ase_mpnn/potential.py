@@ -233,8 +233,8 @@ class AtomisticModel(nn.Module):
             strain = torch.zeros_like(graph.cell, requires_grad=True) if want_stress else None
             vectors, lengths = self.edge_geometry(graph, positions, strain)
             self._check_distances(lengths, graph, species)
-            out = self.predict_from_edges(graph, species, vectors, lengths, self._cached_isolated_scalars(),
-                                          properties)
+            asked = set(properties) | ({"energy"} if want_energy else set())
+            out = self.predict_from_edges(graph, species, vectors, lengths, self._cached_isolated_scalars(), asked)
             if want_forces or want_stress:
                 inputs = ([positions] if want_forces else []) + ([strain] if want_stress else [])
                 grads = torch.autograd.grad(out["energy"].sum(), inputs, create_graph=create_graph)
@@ -242,8 +242,6 @@ class AtomisticModel(nn.Module):
                     out["forces"] = -grads[0]
                 if want_stress:
                     out["stress"] = grads[-1] / _periodic_volume(graph)[:, None, None]
-        if not want_energy:
-            del out["energy"], out["energies"]
         return out
 
     @staticmethod
@@ -272,7 +270,7 @@ class AtomisticModel(nn.Module):
         isolated: torch.Tensor | None,
         properties: Collection[str],
     ) -> dict[str, torch.Tensor]:
-        """Energy (always), charges, dipole and polarizability from edge vectors; no derivatives.
+        """Energy (with "energy" or "energies"), charges, dipole, polarizability from edge vectors; no derivatives.
 
         ``isolated`` holds the read-outs of isolated atoms (n_species, 3), or None to
         compute them in this pass (trainable parameters). This is the part of
@@ -292,10 +290,12 @@ class AtomisticModel(nn.Module):
         if isolated is None:
             scalars, isolated = scalars[:n_atoms], scalars[n_atoms:]
 
-        y = scalars[:, _ENERGY] - isolated[species, _ENERGY]
-        # Summed in float64 (see _apply); forces keep the model's dtype.
-        atomic = self.atomic_energies[species] + self.energy_scale * y.to(torch.float64)
-        out: dict[str, torch.Tensor] = {"energy": scatter_sum(atomic, graph.batch, n_graphs), "energies": atomic}
+        out: dict[str, torch.Tensor] = {}
+        if {"energy", "energies"} & set(properties):
+            y = scalars[:, _ENERGY] - isolated[species, _ENERGY]
+            # Summed in float64 (see _apply); forces keep the model's dtype.
+            atomic = self.atomic_energies[species] + self.energy_scale * y.to(torch.float64)
+            out["energy"], out["energies"] = scatter_sum(atomic, graph.batch, n_graphs), atomic
         if {"charges", "dipole"} & set(properties):
             charges = corrected_charges(scalars[:, _CHARGE], graph.batch, n_graphs, graph.total_charge)
             out["charges"] = charges

@@ -505,3 +505,24 @@ def test_also_compute_rides_along_with_forces(painn):
     assert len(calls) == 1 and {"forces", "dipole", "polarizability"} <= calls[0]
     with pytest.raises(ValueError, match="also_compute"):
         MPNNCalculator(painn, also_compute=("dipoles",))
+
+
+def test_computing_adds_properties_while_its_request_is_active(painn):
+    calc = MPNNCalculator(painn, dtype=F64)
+    calls = []
+    calc.model.register_forward_pre_hook(lambda module, args: calls.append(set(args[1])))
+    atoms = molecule("H2O")
+    atoms.calc = calc
+    with calc.computing("dipole", "polarizability") as request:
+        atoms.get_forces()
+        atoms.get_dipole_moment()  # from the same pass: no second call
+        assert len(calls) == 1 and {"forces", "dipole", "polarizability"} <= calls[0]
+        request.active = False
+        atoms.positions[0, 0] += 0.01
+        atoms.get_forces()
+        assert "dipole" not in calls[1]
+    atoms.positions[0, 0] += 0.01
+    atoms.get_forces()
+    assert "dipole" not in calls[2] and calc._requests == []  # withdrawn at the end of the block
+    with pytest.raises(ValueError, match="computing: unknown properties"):
+        calc.computing("dipoles")

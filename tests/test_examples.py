@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "md_examples"
@@ -38,3 +39,16 @@ def test_water_spectra_example_quick(tmp_path):
 ])
 def test_md_examples_run(tmp_path, name, args):
     assert run_example(name, *args, cwd=tmp_path)
+
+
+def test_water_rpmd_example_records_hdf5_and_continues_its_run(tmp_path):
+    """The example uses the package's recorder and run loop: a larger --steps continues the run."""
+    from ase_mpnn.md import read_record
+    from ase_mpnn.spectra import load_series
+
+    run_example("water_rpmd.py", "--steps", "100", "--beads", "4", "--no-progress", cwd=tmp_path)
+    out = run_example("water_rpmd.py", "--steps", "200", "--beads", "4", "--no-progress", cwd=tmp_path)
+    assert "continued from water_rpmd_checkpoint.npz" in out
+    np.testing.assert_array_equal(read_record(tmp_path / "water_rpmd.h5")["step"], np.arange(0, 201, 10))
+    series = load_series(tmp_path / "water_rpmd.h5")
+    assert series["kubo"] and series["n_beads"] == 4 and series["dt_fs"] == pytest.approx(2.5)

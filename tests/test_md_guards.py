@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ase import Atoms
+from ase import Atoms, units
 from ase.build import bulk, molecule
 from ase.calculators.emt import EMT
 
 from ase_mpnn import MPNNCalculator
-from ase_mpnn.md import langevin, nve, run_md
+from ase_mpnn.md import RingPolymerMD, langevin, nve, run_md, run_rpmd
 from ase_mpnn.md.guards import MDBlowUpError, check_md_settings, recommended_max_timestep_fs
 from ase_mpnn.md.initial import thermalize
 
@@ -90,3 +90,13 @@ def test_stable_runs_are_not_stopped(calc):
     copper.calc = EMT()
     thermalize(copper, 1500.0, np.random.default_rng(3))
     run_md(nve(copper, 2.0), 50, progress=False)
+
+
+def test_rpmd_blow_up_stops_with_the_same_error(calc):
+    """run_rpmd shares run_md's loop and guard: a 20 fs ring polymer of water stops within a few steps."""
+    md = RingPolymerMD(_water(calc), calc, n_beads=4, temperature_K=300.0, timestep=20.0 * units.fs, seed=1)
+    with pytest.raises(MDBlowUpError, match=r"MD blew up (at|in) step \d+: .*time step 20 fs is probably too large"):
+        run_rpmd(md, 2000, progress=False)
+    assert md.nsteps < 100
+    stable = RingPolymerMD(_water(calc), calc, n_beads=4, temperature_K=300.0, timestep=0.5 * units.fs, seed=1)
+    run_rpmd(stable, 100, progress=False)

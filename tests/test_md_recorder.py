@@ -119,7 +119,7 @@ def test_without_prefetch_each_frame_costs_one_evaluation(tmp_path):
     with MDRecorder(atoms, tmp_path / "b.h5", dynamics=dyn) as rec:
         dyn.run(5)
     assert rec.extra_evaluations == 1 and forwards[0] == 5 + 1
-    assert atoms.calc.also_compute == ()  # close() restored the calculator's setting
+    assert atoms.calc.also_compute == () and atoms.calc._requests == []  # close() withdrew its request
 
 
 def test_plain_observer_counts_steps_and_skips_unavailable_properties(tmp_path):

@@ -171,25 +171,29 @@ def test_rpmd_refuses_another_model_seed_or_interval(tmp_path, calc, other_calc,
     np.testing.assert_array_equal(read_record(out)["step"], [0, 2, 4, 6, 8])
 
 
-def test_run_rpmd_refuses_a_fresh_run_over_a_checkpoint_unless_restarted(tmp_path, calc):
+def test_run_rpmd_resumes_a_fresh_run_from_its_checkpoint_as_run_md_does(tmp_path, calc):
+    """One rule for both drivers: the same call again continues, bit for bit, the uninterrupted run."""
     def fresh():
         return RingPolymerMD(molecule("H2O"), calc, n_beads=2, temperature_K=300, timestep=0.5 * units.fs, seed=0)
 
+    uninterrupted = fresh()
+    run_rpmd(uninterrupted, 8, progress=False)
     path, checkpoint = tmp_path / "r.h5", tmp_path / "r.npz"
     with RingPolymerRecorder(md := fresh(), path, interval=2) as rec:
         run_rpmd(md, 4, rec, checkpoint_path=checkpoint, progress=False)
     with RingPolymerRecorder(md := fresh(), path, interval=2) as rec:
-        with pytest.raises(CheckpointError, match="from_checkpoint"):
-            run_rpmd(md, 4, rec, checkpoint_path=checkpoint, progress=False)
-    np.testing.assert_array_equal(read_record(path)["step"], [0, 2, 4])  # kept
-    # Restored from its checkpoint with a "w" recorder: the record is continued, not wiped.
-    md = RingPolymerMD.from_checkpoint(checkpoint, calc)
-    with RingPolymerRecorder(md, path, interval=2) as rec:
         run_rpmd(md, 8, rec, checkpoint_path=checkpoint, progress=False)
-    np.testing.assert_array_equal(read_record(path)["step"], [0, 2, 4, 6, 8])
+    assert md.restored_from == str(checkpoint)
+    np.testing.assert_array_equal(read_record(path)["step"], [0, 2, 4, 6, 8])  # continued, not wiped
+    np.testing.assert_array_equal(md.state.positions, uninterrupted.state.positions)
+    np.testing.assert_array_equal(md.state.momenta, uninterrupted.state.momenta)
+    # Rebuilt with from_checkpoint, as before: the same rules.
     md = RingPolymerMD.from_checkpoint(checkpoint, calc)
     with RingPolymerRecorder(md, path, interval=4) as rec, pytest.raises(CheckpointError, match="record interval"):
         run_rpmd(md, 12, rec, checkpoint_path=checkpoint, progress=False)
+    other = RingPolymerMD(molecule("H2O"), calc, n_beads=2, temperature_K=200, timestep=0.5 * units.fs, seed=0)
+    with pytest.raises(CheckpointError, match="temperature_K"):
+        run_rpmd(other, 12, checkpoint_path=checkpoint, progress=False)
     with RingPolymerRecorder(md := fresh(), path, interval=2) as rec:
         run_rpmd(md, 2, rec, checkpoint_path=checkpoint, progress=False, restart=True)
     np.testing.assert_array_equal(read_record(path)["step"], [0, 2])
@@ -203,12 +207,16 @@ def test_an_old_rpmd_checkpoint_resumes_with_a_warning_and_its_physics_checked(t
         arrays = {k: data[k] for k in data.files}
     meta = json.loads(str(arrays["meta"]))
     del meta["settings"]
+    meta["rng_state"] = json.loads(str(arrays.pop("rng_state")))  # older files kept it in the metadata
     arrays["meta"] = np.array(json.dumps(meta))
     np.savez(tmp_path / "old.npz", **arrays)
     with pytest.warns(UserWarning, match="model and the seed"):
         restored = RingPolymerMD.from_checkpoint(tmp_path / "old.npz", calc, expected={"temperature_K": 300})
     assert restored.nsteps == 2
-    with pytest.raises(CheckpointError, match="temperature_K: saved 300"):
+    md.run(3)
+    restored.run(3)  # the random state came back from the metadata
+    np.testing.assert_array_equal(restored.state.momenta, md.state.momenta)
+    with pytest.raises(CheckpointError, match="temperature_K: saved 300"), pytest.warns(UserWarning):
         RingPolymerMD.from_checkpoint(tmp_path / "old.npz", calc, expected={"temperature_K": 200})
 
 

@@ -397,22 +397,11 @@ def test_recorder_layout_errors_and_rpmd_flag(tmp_path):
         ir_spectrum_from_file(tmp_path / "ok.h5", temperature_K=300.0, quantum_correction="schofield")
 
 
-def test_rpmd_npz(tmp_path):
-    rng = np.random.default_rng(10)
-    n = 400
-    step = 10 * np.arange(n)
-    positions = rng.normal(size=(1, 3, 3)) + 0.01 * resonator_noise(rng, n, 1600.0, 200.0, (3, 3))
-    np.savez(tmp_path / "rpmd.npz", step=step, time=step * 0.25, centroid_positions=positions,
-             dipole=resonator_noise(rng, n, 1600.0, 200.0, (3,)),
-             polarizability=np.tile(np.eye(3), (n, 1, 1)) + 0.01 * resonator_noise(rng, n, 1600.0, 200.0, (3, 3)),
-             numbers=np.array([8, 1, 1]), masses=np.array([15.999, 1.008, 1.008]), n_beads=32,
-             temperature_K=300.0, timestep_fs=0.25)
-    series = load_series(tmp_path / "rpmd.npz")
-    assert series["kubo"] and series["dt_fs"] == pytest.approx(2.5) and series["temperature_K"] == 300.0
-    ir = ir_spectrum_from_file([tmp_path / "rpmd.npz"] * 2, temperature_K=300.0)
-    assert ir.metadata["kubo"] and ir.metadata["n_trajectories"] == 2
-    vdos = power_spectrum_from_file(tmp_path / "rpmd.npz")
-    assert vdos.metadata["input_kind"] == "positions"
+def test_npz_files_are_refused_with_what_to_do(tmp_path):
+    """The example's old home-made npz record is retired: the example writes the RPMD recorder's HDF5."""
+    np.savez(tmp_path / "rpmd.npz", step=np.arange(10), centroid_positions=np.zeros((10, 3, 3)))
+    with pytest.raises(ValueError, match=r"not a trajectory.*water_rpmd.py.*HDF5 record"):
+        load_series(tmp_path / "rpmd.npz")
 
 
 # 7. Peaks, tables, plots, CSV ---------------------------------------------------------------

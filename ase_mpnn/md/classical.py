@@ -7,7 +7,8 @@ Contract
   Arguments are in K, fs and 1/fs; nothing else is changed.
 * :func:`run_md` runs a dynamics to a total number of steps with an optional
   :class:`~ase_mpnn.md.recorder.MDRecorder`, a progress bar, and checkpoints
-  (positions, momenta, cell, step, the Langevin RNG state). Calling it again with the
+  (positions, momenta, cell, step, the Langevin RNG state), through the run loop that
+  ring-polymer MD shares (:mod:`ase_mpnn.md.run_loop`). Calling it again with the
   same arguments after a crash resumes from the last checkpoint, and the continued run
   is the trajectory the uninterrupted run would have given (for dynamics whose only
   state besides the atoms is ``rng``: Langevin, velocity Verlet). It is bit for bit
@@ -43,17 +44,13 @@ from ase.md.langevin import Langevin
 from ase.md.verlet import VelocityVerlet
 
 from ..atomic_file import atomic_write
-from ..neighbors import NeighborListError
-from ..potential import InputError, NonFiniteResultError
-from ..output_paths import same_file
-from ..resume import CheckpointError, calculator_fingerprint, check_settings, plain_settings
+from ..resume import CheckpointError, calculator_fingerprint, plain_settings
 from .guards import BlowUpGuard, check_md_settings, warn_large_timestep
 from .recorder import MDRecorder
+from .rng_state import restore_rng, rng_state_json
+from .run_loop import check_run_arguments, run_with_checkpoints
 
 CHECKPOINT_VERSION = 1
-# Errors of a force call that, after successful steps, mean the dynamics went wrong
-# (atoms pushed onto each other, NaN positions or results): reported as a blow-up.
-_MID_RUN_FAILURES = (InputError, NeighborListError, NonFiniteResultError)
 
 
 def langevin(
@@ -111,15 +108,7 @@ def save_checkpoint(path: str | os.PathLike, dynamics: Any, settings: Mapping[st
     """
     atoms = dynamics.atoms
     rng = getattr(dynamics, "rng", None)
-    if rng is None:
-        rng_state = ""
-    elif isinstance(rng, np.random.Generator):
-        rng_state = json.dumps(rng.bit_generator.state)
-    else:
-        raise TypeError(
-            f"cannot checkpoint a {type(rng).__name__} random state: give the dynamics a "
-            "numpy.random.Generator (langevin(seed=...) does)"
-        )
+    rng_state = "" if rng is None else rng_state_json(rng)
     extra = {} if settings is None else {"settings": np.array(json.dumps(plain_settings(settings)))}
     # Replaced in one step: a kill while writing leaves the previous checkpoint intact.
     with atomic_write(path) as f:
@@ -200,11 +189,51 @@ def load_checkpoint(path: str | os.PathLike, dynamics: Any) -> int:
     atoms.set_momenta(ck["momenta"], apply_constraint=False)
     rng_state = str(ck["rng_state"])
     if rng_state:
-        if not isinstance(getattr(dynamics, "rng", None), np.random.Generator):
-            raise TypeError("checkpoint has a Generator state but the dynamics has no numpy Generator rng")
-        dynamics.rng.bit_generator.state = json.loads(rng_state)
+        restore_rng(getattr(dynamics, "rng", None), rng_state, os.fspath(path))
     dynamics.nsteps = int(ck["step"])
     return dynamics.nsteps
+
+
+class _AseStepper:
+    """An ASE dynamics (Langevin, velocity Verlet) as a :class:`~ase_mpnn.md.run_loop.Stepper`."""
+
+    how_to_start_over = ("pass restart=True to run_md (ase-mpnn md: --restart), which discards the checkpoint "
+                         "and the recorded frames")
+
+    def __init__(self, dynamics: Any, recorder: MDRecorder | None):
+        self.dynamics, self.recorder = dynamics, recorder
+
+    @property
+    def nsteps(self) -> int:
+        return self.dynamics.nsteps
+
+    def attach(self, function, interval: int) -> None:
+        self.dynamics.attach(function, interval=interval)
+
+    def detach(self, functions) -> None:
+        self.dynamics.observers[:] = [o for o in self.dynamics.observers if o[0] not in functions]
+
+    def advance(self, steps: int):
+        return self.dynamics.irun(steps)
+
+    def settings(self) -> dict[str, Any]:
+        return run_settings(self.dynamics, self.recorder)
+
+    def save(self, path, settings) -> None:
+        save_checkpoint(path, self.dynamics, settings)
+
+    def saved_settings(self, path):
+        return read_checkpoint_settings(path)
+
+    def restore(self, path) -> None:
+        load_checkpoint(path, self.dynamics)
+
+    def guard(self) -> BlowUpGuard:
+        return BlowUpGuard(self.dynamics)
+
+    def start(self) -> None:
+        # Calculators cache the starting structure for the first step.
+        self.dynamics.atoms.get_forces()
 
 
 def run_md(
@@ -220,7 +249,8 @@ def run_md(
 ) -> Any:
     """Run ``dynamics`` until it has made ``steps`` steps in total, resuming from a checkpoint.
 
-    If ``checkpoint_path`` exists, the atoms, step counter and RNG are restored from it
+    The rules of :mod:`ase_mpnn.md.run_loop`, shared with ``run_rpmd``: if
+    ``checkpoint_path`` exists, the atoms, step counter and RNG are restored from it
     first and only the remaining steps run; the recorder continues its file (also one
     opened with ``mode="w"``: it replaces a file only when it writes the first frame) and
     drops the frames the interrupted run wrote after that checkpoint. A checkpoint is
@@ -236,79 +266,9 @@ def run_md(
     ``restart=True`` discards an existing checkpoint (and the recorder's frames from the
     dynamics' step on) and starts the run afresh.
     """
-    from tqdm.auto import tqdm
-
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
-        raise ValueError(f"steps must be a whole number >= 0 (the total, a restart runs the rest), got {steps!r}")
-    if isinstance(checkpoint_interval, bool) or not isinstance(checkpoint_interval, (int, np.integer)) \
-            or checkpoint_interval < 1:
-        raise ValueError(f"checkpoint_interval must be a whole number of steps >= 1, got {checkpoint_interval!r}")
-    if checkpoint_path is not None and recorder is not None and same_file(checkpoint_path, recorder.path):
-        raise ValueError(f"the checkpoint and the record are the same file ({os.fspath(checkpoint_path)}): "
-                         "give them different paths")
-    current = plain_settings({**run_settings(dynamics, recorder), **(settings or {})})
-    resumed = checkpoint_path is not None and os.path.exists(checkpoint_path)
-    if resumed and restart:
-        os.remove(checkpoint_path)  # discarded deliberately: the run starts afresh
-        resumed = False
-        if recorder is not None:
-            recorder.truncate(after_step=dynamics.nsteps - 1)
-    saved = None
-    if resumed:
-        saved = read_checkpoint_settings(checkpoint_path)
-        check_settings(saved, current, checkpoint=checkpoint_path,
-                       how_to_start_over="pass restart=True to run_md (ase-mpnn md: --restart), which discards the "
-                                         "checkpoint and the recorded frames")
-        load_checkpoint(checkpoint_path, dynamics)
-    stored = {**(saved or {}), **current}
-    if recorder is not None:
-        if resumed:
-            recorder.continue_file()  # a recorder opened with mode "w" keeps the record this run continues
-            recorder.truncate(after_step=dynamics.nsteps)
-            check_record_reaches(recorder, dynamics.nsteps, checkpoint_path)
-        if recorder.dynamics is not dynamics:
-            recorder.attach(dynamics)
-    guard = BlowUpGuard(dynamics)
-    dynamics.attach(guard, interval=1)
-    observer = None
-    if checkpoint_path is not None:
-        def observer() -> None:
-            # Step 0 needs no checkpoint: a restart from nothing is a fresh run.
-            if dynamics.nsteps > 0:
-                if recorder is not None:
-                    recorder.flush()  # every frame up to the checkpoint is on disk
-                save_checkpoint(checkpoint_path, dynamics, stored)
-
-        dynamics.attach(observer, interval=checkpoint_interval)
-    remaining = max(0, steps - dynamics.nsteps)
-    try:
-        if remaining:
-            # The starting structure first (calculators cache it for the first step): its
-            # errors are its own; the same errors later mean the dynamics went wrong.
-            dynamics.atoms.get_forces()
-        with tqdm(total=steps, initial=dynamics.nsteps, disable=not progress, unit="step") as bar:
-            try:
-                for _ in dynamics.irun(remaining):
-                    bar.update(dynamics.nsteps - bar.n)
-            except _MID_RUN_FAILURES as err:
-                raise guard.error(str(err), during_step=True) from err
-        if recorder is not None:
-            recorder.flush()
-        if checkpoint_path is not None:
-            save_checkpoint(checkpoint_path, dynamics, stored)
-    finally:
-        dynamics.observers[:] = [o for o in dynamics.observers if o[0] is not observer and o[0] is not guard]
+    check_run_arguments(steps, checkpoint_interval)
+    if recorder is not None and recorder.dynamics is not dynamics:
+        recorder.attach(dynamics)
+    run_with_checkpoints(_AseStepper(dynamics, recorder), steps, recorder, checkpoint_path, checkpoint_interval,
+                         progress, settings=settings, restart=restart)
     return dynamics
-
-
-def check_record_reaches(recorder: Any, step: int, checkpoint: str | os.PathLike) -> None:
-    """Refuse to continue a record (MD or RPMD recorder) that lacks frames before the checkpoint's step."""
-    expected = step - step % recorder.interval  # the last frame the checkpointed run recorded
-    if recorder.last_step < expected:
-        have = f"ends at step {recorder.last_step}" if recorder.n_frames else "holds no frames"
-        raise CheckpointError(
-            f"{os.fspath(checkpoint)} continues the run at step {step}, but the record {recorder.path} {have}: "
-            f"its frames up to step {expected} are gone (the record was replaced or deleted after the checkpoint "
-            "was written) and continuing would leave a gap. Restore that record, or start a new run with "
-            "restart=True (CLI: --restart), which discards the checkpoint"
-        )

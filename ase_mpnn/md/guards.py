@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -86,25 +87,33 @@ def warn_large_timestep(atoms: Atoms, timestep_fs: float) -> bool:
 class BlowUpGuard:
     """An observer that raises :class:`MDBlowUpError` when the dynamics run away.
 
-    Attach with ``dynamics.attach(BlowUpGuard(dynamics), interval=1)`` (``run_md`` does).
-    A blow-up is a non-finite position, momentum or energy, or a kinetic temperature
-    above :data:`BLOW_UP_FACTOR` × the reference: the thermostat's temperature for
-    Langevin dynamics, the temperature at the first check otherwise, at least 100 K.
+    Attach with ``dynamics.attach(BlowUpGuard(dynamics), interval=1)`` (``run_md`` and
+    ``run_rpmd`` do). A blow-up is a non-finite position, momentum or energy, or a kinetic
+    temperature above :data:`BLOW_UP_FACTOR` × the reference: the thermostat's
+    temperature (``target_K``, or an ASE Langevin's own), else the temperature at the
+    first check, at least 100 K. ``state`` returns (finite, temperature in K) for drivers
+    whose atoms are not ``dynamics.atoms`` (ring polymers: all beads, bead temperature).
     """
 
-    def __init__(self, dynamics: Any):
+    def __init__(self, dynamics: Any, state: Callable[[], tuple[bool, float]] | None = None,
+                 target_K: float | None = None):
         self.dynamics = dynamics
         self.reference_K: float | None = None
+        self._state = state or self._atoms_state
+        target = getattr(dynamics, "temp", None)  # ASE Langevin: k_B T of the bath
+        self._target_K = target_K if target_K is not None else (target / units.kB if target is not None else 0.0)
+
+    def _atoms_state(self) -> tuple[bool, float]:
+        """(positions and momenta finite, kinetic temperature in K) of the dynamics' atoms."""
+        atoms = self.dynamics.atoms
+        finite = bool(np.isfinite(atoms.positions).all() and np.isfinite(atoms.get_momenta()).all())
+        return finite, atoms.get_temperature() if finite and len(atoms) else 0.0
 
     def __call__(self) -> None:
-        atoms = self.dynamics.atoms
-        n = len(atoms)
-        finite = np.isfinite(atoms.positions).all() and np.isfinite(atoms.get_momenta()).all()
-        temperature = atoms.get_temperature() if finite and n else 0.0
+        finite, temperature = self._state()
         if self.reference_K is None:
-            target = getattr(self.dynamics, "temp", None)  # ASE Langevin: k_B T of the bath
-            start = temperature if math.isfinite(temperature) else 0.0
-            self.reference_K = max(_FLOOR_K, start, target / units.kB if target is not None else 0.0)
+            start = temperature if finite and math.isfinite(temperature) else 0.0
+            self.reference_K = max(_FLOOR_K, start, self._target_K)
         if finite and math.isfinite(temperature) and temperature <= BLOW_UP_FACTOR * self.reference_K:
             return
         raise self.error(f"the kinetic temperature is {temperature:.3g} K, more than {BLOW_UP_FACTOR:g} × the "

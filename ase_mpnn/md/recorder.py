@@ -13,8 +13,9 @@ Cost. Observables come from the calculator's cache, never from a new model call:
 recorder asks the calculator to compute ``properties`` in the same call that gives the
 dynamics its forces (for ``MPNNCalculator`` that is the same forward pass, +0.3 ms on
 one water molecule instead of a second 1.1 ms pass plus a lost force cache). To do so
-it sets the calculator's ``also_compute`` (MPNNCalculator) before the force calls that
-precede a recorded frame, and restores it on :meth:`close` (see ``prefetch``). When a frame finds a
+it holds a request made with the calculator's ``computing`` (MPNNCalculator), active
+for the force calls that precede a recorded frame and withdrawn on :meth:`close` (see
+``prefetch``). When a frame finds a
 property missing from the cache (first frame of a calculator that already holds
 results, or ``prefetch=False``) it computes energy, forces and the properties in one
 call; ``extra_evaluations`` counts those.
@@ -93,8 +94,8 @@ class MDRecorder(FrameRecorder):
             property datasets.
         timestep_fs: time step for the time column when no dynamics is known.
         prefetch: make the dynamics' own force call compute ``properties`` too, so a
-            recorded step costs no extra model evaluation, through the calculator's
-            ``also_compute`` attribute (MPNNCalculator; other calculators are left
+            recorded step costs no extra model evaluation, through a request made with
+            the calculator's ``computing`` (MPNNCalculator; other calculators are left
             alone). With a known dynamics only the force calls that precede a recorded
             frame ask for more; :meth:`close` restores the setting.
         flush_interval_s: frames are written to the file in blocks, at most this many
@@ -134,8 +135,7 @@ class MDRecorder(FrameRecorder):
         self.extra_evaluations = 0
         implemented = set(getattr(atoms.calc, "implemented_properties", ()))
         self.properties = tuple(p for p in dict.fromkeys(properties) if p in implemented)
-        self._calc: Any = None
-        self._plain_also_compute: tuple[str, ...] = ()
+        self._prefetch: Any = None  # the calculator's ExtraProperties request, if any
         static = {
             "numbers": atoms.numbers.astype(np.int64),
             "masses": atoms.get_masses().astype(np.float64),
@@ -173,9 +173,9 @@ class MDRecorder(FrameRecorder):
 
     def close(self) -> None:
         """Write buffered frames, close the file, restore the calculator, leave the dynamics' observers."""
-        if self._calc is not None:
-            self._calc.also_compute = self._plain_also_compute
-            self._calc = None
+        if self._prefetch is not None:
+            self._prefetch.close()
+            self._prefetch = None
         if self.dynamics is not None:
             mine = (self, self._schedule_prefetch)
             self.dynamics.observers[:] = [o for o in self.dynamics.observers if o[0] not in mine]
@@ -186,19 +186,15 @@ class MDRecorder(FrameRecorder):
         """Observe ``dynamics`` every ``interval`` steps; step and time come from it."""
         self.dynamics = dynamics
         dynamics.attach(self, interval=self.interval)
-        if self._calc is not None:
+        if self._prefetch is not None:
             dynamics.attach(self._schedule_prefetch, interval=1)
         return self
 
     def _install_prefetch(self, calc: Any) -> None:
-        if not hasattr(calc, "also_compute"):
+        if not callable(getattr(calc, "computing", None)):
             return  # not an MPNNCalculator: frames ask for the properties themselves
-        self._calc, self._plain_also_compute = calc, tuple(calc.also_compute)
-        self._set_prefetch(True)  # the first force call (frame 0) computes them too
-
-    def _set_prefetch(self, on: bool) -> None:
-        extra = tuple(p for p in self.properties if p not in self._plain_also_compute)
-        self._calc.also_compute = self._plain_also_compute + (extra if on else ())
+        # Active from the start: the first force call (frame 0) computes them too.
+        self._prefetch = calc.computing(*self.properties)
 
     def _schedule_prefetch(self) -> None:
         """After step n: ask for the properties in the next force call if it precedes a frame.
@@ -207,7 +203,7 @@ class MDRecorder(FrameRecorder):
         after step()).
         """
         n = self.dynamics.nsteps
-        self._set_prefetch(n % self.interval == 0 or (n + 1) % self.interval == 0)
+        self._prefetch.active = n % self.interval == 0 or (n + 1) % self.interval == 0
 
     # Writing -------------------------------------------------------------------------
     def __call__(self) -> None:

@@ -56,6 +56,7 @@ from ase import Atoms, units
 
 from ..atomic_file import atomic_write
 from ..resume import CheckpointError, calculator_fingerprint, check_settings, plain_settings
+from .rng_state import generator_from_state, rng_state_json
 
 __all__ = ["HBAR", "RingPolymerMD", "RingPolymerState", "normal_mode_frequencies", "normal_mode_matrix"]
 
@@ -66,7 +67,6 @@ PROPAGATORS = ("exact", "cayley")
 _OBSERVABLES = ("dipole", "polarizability")
 _CHECKPOINT_FORMAT = "ase_mpnn.rpmd/1"
 # Bit generators a checkpoint may name (never an arbitrary attribute of numpy.random).
-_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937")
 
 
 def normal_mode_matrix(n_beads: int) -> np.ndarray:
@@ -513,12 +513,12 @@ class RingPolymerMD:
             },
             "nsteps": s.nsteps,
             "thermostat_heat": s.thermostat_heat,
-            "rng_state": _plain(self.rng.bit_generator.state),
             "info": _jsonable_info(self.atoms.info),
             "settings": plain_settings({**(self.checkpoint_settings or {}), **self.run_settings(), **(settings or {})}),
         }
         arrays = {
             "meta": np.array(json.dumps(meta)),
+            "rng_state": np.array(rng_state_json(self.rng)),
             "numbers": self.atoms.numbers,
             "masses": self.masses,
             "cell": self.atoms.cell.array,
@@ -544,48 +544,78 @@ class RingPolymerMD:
         "seed": 0}``) must match the saved ones: a difference raises
         :class:`~ase_mpnn.resume.CheckpointError` listing it, as does an unreadable file.
         """
-        where = os.fspath(path)
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                meta = json.loads(str(data["meta"]))
-                arrays = {key: data[key] for key in data.files if key != "meta"}
-        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
-            raise CheckpointError(
-                f"{where} is not a readable RPMD checkpoint (truncated or corrupt: {err}). Restore it from a copy, "
-                "or start a new run (ase-mpnn rpmd: --restart, which discards it)"
-            ) from None
-        if not isinstance(meta, dict) or meta.get("format") != _CHECKPOINT_FORMAT:
-            found = meta.get("format") if isinstance(meta, dict) else meta
-            raise CheckpointError(f"{where} is not an RPMD checkpoint ({found!r})")
-        how_to_start_over = "ase-mpnn rpmd: --restart; run_rpmd: a fresh RingPolymerMD and restart=True"
-        saved = meta.get("settings")
-        current = {"calculator": calculator_fingerprint(calculator), **(expected or {})}
-        if saved is None:  # written before settings were stored: the physics is in "parameters"
-            saved = _settings_from_parameters(meta["parameters"])
-            check_settings(saved, current, checkpoint=where, how_to_start_over=how_to_start_over)
-            warnings.warn(f"{where} was written before checkpoints stored the model and the seed: resuming without "
-                          "checking that they are those of that run", UserWarning, stacklevel=2)
-        else:
-            check_settings(saved, current, checkpoint=where, how_to_start_over=how_to_start_over)
+        meta, arrays = _read_checkpoint(path)
+        saved = _saved_settings(meta, path)
+        check_settings(saved, {"calculator": calculator_fingerprint(calculator), **(expected or {})},
+                       checkpoint=os.fspath(path), how_to_start_over=_HOW_TO_START_OVER)
         atoms = Atoms(numbers=arrays["numbers"], positions=arrays["positions"].mean(axis=0),
                       cell=arrays["cell"], pbc=arrays["pbc"], masses=arrays["masses"])
         atoms.info.update(meta["info"])
-        rng_state = meta["rng_state"]
-        if rng_state.get("bit_generator") not in _BIT_GENERATORS:
-            raise ValueError(f"unsupported bit generator {rng_state.get('bit_generator')!r}")
-        rng = np.random.Generator(getattr(np.random, rng_state["bit_generator"])())
-        rng.bit_generator.state = rng_state
-        md = cls(atoms, calculator, seed=rng, bead_positions=arrays["positions"],
+        md = cls(atoms, calculator, seed=0, bead_positions=arrays["positions"],
                  bead_momenta=arrays["momenta"], **meta["parameters"])
-        s = md.state
+        md._restore_state(meta, arrays, saved, path)
+        return md
+
+    def saved_settings(self, path: str | os.PathLike) -> dict[str, Any]:
+        """The settings stored in the checkpoint ``path`` (those of an older file: from its parameters)."""
+        return _saved_settings(_read_checkpoint(path)[0], path)
+
+    def load_checkpoint(self, path: str | os.PathLike) -> None:
+        """Continue this run from the checkpoint ``path`` (same system and bead number): state, step, RNG.
+
+        The settings are not compared here; :func:`~ase_mpnn.md.rpmd_recorder.run_rpmd`
+        does that before it loads a checkpoint.
+        """
+        meta, arrays = _read_checkpoint(path)
+        where = os.fspath(path)
+        if not np.array_equal(arrays["numbers"], self.atoms.numbers) or arrays["positions"].shape[0] != self.n_beads:
+            raise CheckpointError(f"{where} holds another system or bead number: give the structure and --beads of "
+                                  f"that run, or start afresh ({_HOW_TO_START_OVER})")
+        self.state.positions, self.state.momenta = np.array(arrays["positions"]), np.array(arrays["momenta"])
+        self._restore_state(meta, arrays, _saved_settings(meta, path), path)
+
+    def _restore_state(self, meta: dict, arrays: dict, saved: dict, path: str | os.PathLike) -> None:
+        where = os.fspath(path)
+        state = arrays["rng_state"].item() if "rng_state" in arrays else meta["rng_state"]  # older files: in meta
+        self.rng = generator_from_state(state, where)
+        s = self.state
         s.nsteps, s.thermostat_heat = int(meta["nsteps"]), float(meta["thermostat_heat"])
         # Saved forces, not recomputed ones: a restart continues bit for bit.
         s.forces, s.energies = arrays["forces"], arrays["energies"]
-        s.observables = {name: arrays[f"observable_{name}"] for name in md.observables}
-        md.seed = saved.get("seed")
-        md.checkpoint_settings = saved
-        md.restored_from = where
-        return md
+        s.observables = {name: arrays[f"observable_{name}"] for name in self.observables}
+        self.seed = saved.get("seed")
+        self.checkpoint_settings = saved
+        self.restored_from = where
+
+
+_HOW_TO_START_OVER = "ase-mpnn rpmd: --restart; run_rpmd: restart=True"
+
+
+def _read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
+    """(meta, arrays) of an RPMD checkpoint, or a :class:`CheckpointError` that says what to do."""
+    where = os.fspath(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            arrays = {key: data[key] for key in data.files if key != "meta"}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+        raise CheckpointError(
+            f"{where} is not a readable RPMD checkpoint (truncated or corrupt: {err}). Restore it from a copy, "
+            "or start a new run (ase-mpnn rpmd: --restart, which discards it)"
+        ) from None
+    if not isinstance(meta, dict) or meta.get("format") != _CHECKPOINT_FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else meta
+        raise CheckpointError(f"{where} is not an RPMD checkpoint ({found!r})")
+    return meta, arrays
+
+
+def _saved_settings(meta: dict, path: str | os.PathLike) -> dict[str, Any]:
+    saved = meta.get("settings")
+    if saved is None:  # written before settings were stored: the physics is in "parameters"
+        warnings.warn(f"{os.fspath(path)} was written before checkpoints stored the model and the seed: resuming "
+                      "without checking that they are those of that run", UserWarning, stacklevel=3)
+        saved = _settings_from_parameters(meta["parameters"])
+    return saved
 
 
 def _settings_from_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
@@ -595,17 +625,6 @@ def _settings_from_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
             "timestep_fs": parameters["timestep"] / units.fs, "thermostat": parameters["thermostat"],
             "tau_fs": None if tau is None else tau / units.fs, "propagator": parameters["propagator"],
             "pile_lambda": parameters["pile_lambda"], "observables": list(parameters["observables"])}
-
-
-def _plain(value: Any) -> Any:
-    """A bit generator's state with numpy arrays and integers as JSON lists and ints."""
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
 
 
 def _jsonable_info(info: dict) -> dict:

@@ -31,11 +31,10 @@ from typing import Any
 import numpy as np
 from ase import units
 
-from ..output_paths import same_file
-from ..resume import CheckpointError, check_settings, plain_settings
-from .classical import check_record_reaches
+from .guards import BlowUpGuard
 from .record_file import FrameFile, FrameRecorder, RecorderError
 from .rpmd import RingPolymerMD
+from .run_loop import run_with_checkpoints
 
 __all__ = ["RingPolymerRecorder", "run_rpmd"]
 
@@ -142,6 +141,61 @@ def _observable_shape(name: str, n_atoms: int) -> tuple[int, ...]:
     return tuple(n_atoms if s == "natoms" else int(s) for s in all_outputs[name].shapespec)
 
 
+class _RingPolymerStepper:
+    """A :class:`RingPolymerMD` as a :class:`~ase_mpnn.md.run_loop.Stepper`."""
+
+    how_to_start_over = "pass restart=True to run_rpmd (ase-mpnn rpmd: --restart), which discards the checkpoint"
+
+    def __init__(self, md: RingPolymerMD, recorder: RingPolymerRecorder | None, chunk: int):
+        self.md, self.recorder, self.chunk = md, recorder, max(1, int(chunk))
+
+    @property
+    def nsteps(self) -> int:
+        return self.md.nsteps
+
+    def attach(self, function, interval: int) -> None:
+        self.md.attach(function, interval=interval)
+
+    def detach(self, functions) -> None:
+        self.md._observers[:] = [o for o in self.md._observers if o[0] not in functions]
+
+    def advance(self, steps: int):
+        # run() in chunks for the progress bar; observers see one continuous run
+        done = 0
+        while done < steps:
+            n = min(self.chunk, steps - done)
+            self.md.run(n)
+            done += n
+            yield
+
+    def settings(self) -> dict[str, Any]:
+        settings = self.md.run_settings()
+        if self.recorder is not None:
+            settings.update({"record interval": self.recorder.interval, "record beads": self.recorder.beads})
+        return settings
+
+    def save(self, path, settings) -> None:
+        self.md.save_checkpoint(path, settings)
+
+    def saved_settings(self, path):
+        return self.md.saved_settings(path)
+
+    def restore(self, path) -> None:
+        self.md.load_checkpoint(path)
+
+    def guard(self) -> BlowUpGuard:
+        md = self.md
+
+        def state() -> tuple[bool, float]:
+            finite = bool(np.isfinite(md.state.positions).all() and np.isfinite(md.state.momenta).all())
+            return finite, md.temperature if finite else float("nan")
+
+        return BlowUpGuard(md, state=state, target_K=md.temperature_K)
+
+    def start(self) -> None:
+        self.md._ensure_forces()
+
+
 def run_rpmd(
     md: RingPolymerMD,
     steps: int,
@@ -156,76 +210,29 @@ def run_rpmd(
 ) -> RingPolymerMD:
     """Run ``md`` until it has made ``steps`` steps in total, checkpointing as it goes.
 
-    Continue an interrupted run by rebuilding it with
-    :meth:`RingPolymerMD.from_checkpoint` and calling this again with the same
-    ``steps``: the recorder continues its file (also one opened with ``mode="w"``, which
-    replaces a file only when it writes the first frame), the frames the killed run
-    recorded after its last checkpoint are dropped, and the continued trajectory is the
-    one the uninterrupted run would have made. A checkpoint is written every
+    The rules of :mod:`ase_mpnn.md.run_loop`, shared with ``run_md``: calling it again
+    with the same arguments after a crash (a fresh ``md`` built as before, or one rebuilt
+    with :meth:`RingPolymerMD.from_checkpoint`) continues from the last checkpoint; the
+    recorder continues its file (also one opened with ``mode="w"``, which replaces a file
+    only when it writes the first frame), the frames the killed run recorded after its
+    last checkpoint are dropped, and the continued trajectory is the one the
+    uninterrupted run would have made. A checkpoint is written every
     ``checkpoint_interval`` steps and at the end, each after the recorder's buffered
     frames are on disk. Returns ``md``.
 
     The checkpoint stores the run's settings (:meth:`RingPolymerMD.run_settings`, the
     record interval, and ``settings``: what only the caller knows, such as the structure
-    file); a restored run whose settings differ is refused with
+    file); a run whose settings differ is refused with
     :class:`~ase_mpnn.resume.CheckpointError`, as is a record that ends before the
-    checkpoint's step. A fresh ``md`` with an existing ``checkpoint_path`` is refused
-    too (continue it with ``from_checkpoint``), unless ``restart=True`` discards it.
+    checkpoint's step. ``restart=True`` discards an existing checkpoint and starts afresh.
+    A run that blows up (bead temperature above 10 × the set temperature, NaN) stops with
+    :class:`~ase_mpnn.md.guards.MDBlowUpError`.
     """
-    from tqdm.auto import tqdm
-
-    if int(checkpoint_interval) < 1:
-        raise ValueError(f"checkpoint_interval must be >= 1, got {checkpoint_interval!r}")
     if recorder is not None and recorder.md is not md:
         raise ValueError("the recorder observes another RingPolymerMD")
-    if checkpoint_path is not None and recorder is not None and same_file(checkpoint_path, recorder.path):
-        raise ValueError(f"the checkpoint and the record are the same file ({os.fspath(checkpoint_path)}): "
-                         "give them different paths")
-    extra = dict(settings or {})
-    if recorder is not None:
-        extra.update({"record interval": recorder.interval, "record beads": recorder.beads})
     restored = md.restored_from is not None
-    if checkpoint_path is not None and os.path.exists(checkpoint_path) and not restored:
-        if not restart:
-            raise CheckpointError(
-                f"{os.fspath(checkpoint_path)} exists but this run did not start from it: continue that run with "
-                f"RingPolymerMD.from_checkpoint({os.fspath(checkpoint_path)!r}, calculator), or pass restart=True "
-                "to discard it and start this run afresh"
-            )
-        os.remove(checkpoint_path)  # discarded deliberately
-        if recorder is not None:
-            recorder.truncate(after_step=md.nsteps - 1)
-    if restored:
-        check_settings(md.checkpoint_settings, {**md.run_settings(), **extra}, checkpoint=md.restored_from,
-                       how_to_start_over="a fresh RingPolymerMD and run_rpmd(..., restart=True) "
-                                         "(ase-mpnn rpmd: --restart)")
-        if recorder is not None:
-            recorder.continue_file()  # a recorder opened with mode "w" keeps the record this run continues
-            recorder.truncate(after_step=md.nsteps)
-            check_record_reaches(recorder, md.nsteps, md.restored_from)
-    extra = plain_settings(extra)
-
-    def checkpoint() -> None:
-        if recorder is not None:
-            recorder.flush()
-        md.save_checkpoint(checkpoint_path, extra)
-
-    def observer() -> None:
-        if md.nsteps > 0:  # step 0 needs no checkpoint: a restart from nothing is a fresh run
-            checkpoint()
-
-    if checkpoint_path is not None:
-        md.attach(observer, interval=int(checkpoint_interval))
-    try:
-        with tqdm(total=int(steps), initial=md.nsteps, disable=not progress, unit="step") as bar:
-            while md.nsteps < steps:
-                # run() in chunks for the progress bar; observers see one continuous run
-                md.run(min(progress_chunk, steps - md.nsteps))
-                bar.update(md.nsteps - bar.n)
-        if checkpoint_path is not None:
-            checkpoint()
-        elif recorder is not None:
-            recorder.flush()
-    finally:
-        md._observers[:] = [o for o in md._observers if o[0] is not observer]
+    run_with_checkpoints(_RingPolymerStepper(md, recorder, progress_chunk), steps, recorder, checkpoint_path,
+                         checkpoint_interval, progress, settings=settings, restart=restart,
+                         restored_settings=md.checkpoint_settings if restored else None,
+                         restored_from=md.restored_from if restored else None)
     return md

@@ -9,7 +9,7 @@
 
 Modules: :mod:`.correlation` (ACFs, lag windows, spectral densities),
 :mod:`.lineshapes` (IR, Raman, VDOS, :class:`Spectrum`), :mod:`.quantum` (quantum
-correction factors), :mod:`.sources` (time series from files: recorder HDF5, RPMD npz,
+correction factors), :mod:`.sources` (time series from files: recorder HDF5 (MD and RPMD),
 ASE trajectories, extxyz, i-PI runs), :mod:`.trajectories` (readers of ASE and i-PI files,
 unwrapping of periodic positions), :mod:`.prediction` (dipoles and polarizabilities of a
 trajectory from a model, in batches, cached), :mod:`.peaks`,

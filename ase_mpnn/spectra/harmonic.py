@@ -42,8 +42,8 @@ import csv
 import os
 import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -261,23 +261,16 @@ class _Displacements(Infrared):
         return results
 
 
-@contextmanager
-def _one_pass(calc: Any, extra: Sequence[str]) -> Iterator[None]:
+def _one_pass(calc: Any, extra: Sequence[str]) -> Any:
     """Let an MPNNCalculator compute dipole/polarizability in the forces pass.
 
     Without this every displacement costs three forward passes (forces, dipole,
-    polarizability); ``also_compute`` is the calculator's public switch for that and
-    is restored afterwards. Other calculators are left alone.
+    polarizability); the calculator's ``computing`` request does it for the block.
+    Other calculators are left alone.
     """
-    old = getattr(calc, "also_compute", None)
-    if not isinstance(old, tuple) or not extra:
-        yield
-        return
-    calc.also_compute = tuple(dict.fromkeys(old + tuple(extra)))
-    try:
-        yield
-    finally:
-        calc.also_compute = old
+    if not extra or not callable(getattr(calc, "computing", None)):
+        return nullcontext()
+    return calc.computing(*extra)
 
 
 def _supports(calc: Any, atoms: Atoms, name: str) -> bool:

@@ -101,7 +101,7 @@ def write_spectra(
     """Compute the spectra of MD records and write CSV, PNG and a peak table next to ``prefix``.
 
     Args:
-        paths: recorder HDF5 files, RPMD ``.npz``, ASE trajectories, extxyz files or i-PI
+        paths: recorder HDF5 files (MD and RPMD), ASE trajectories, extxyz files or i-PI
             input files (see :func:`~ase_mpnn.spectra.sources.load_series`); several are
             independent trajectories, averaged with a standard error.
         prefix: output path prefix, e.g. ``out/water`` → ``out/water_ir.csv``...

@@ -7,9 +7,6 @@ Formats (:func:`load_series` tells them apart by content and extension):
   ``polarizability`` (e²Å²/eV), ``masses`` (amu). Its RPMD variant has the same
   datasets (centroid velocities, bead-averaged dipole and polarizability) and root
   attributes ``kind = "rpmd"`` and ``n_beads``.
-* ``.npz`` from ``md_examples/water_rpmd.py``: ``time``, ``centroid_positions``,
-  ``dipole``, ``polarizability`` (same units), ``masses``, ``n_beads``,
-  ``temperature_K``, ``timestep_fs``; no velocities.
 * ASE ``.traj`` (e.g. ``Langevin(..., trajectory="md.traj")``) and any multi-frame file
   ``ase.io`` reads (extxyz...), and i-PI runs through their input file (``input.xml``):
   see :mod:`.trajectories` for where each keeps what.
@@ -52,7 +49,7 @@ PathLike = str | os.PathLike
 LOAD_OPTIONS = ("dt_fs", "model", "predict", "properties", "keys", "format", "pbc", "charge", "extras_units",
                 "device", "dtype", "batch_size", "max_edges", "cache_dir", "progress")
 # Formats whose positions are continuous by construction (the recorders never wrap).
-_UNWRAPPED_FORMATS = ("recorder", "npz")
+_UNWRAPPED_FORMATS = ("recorder",)
 
 
 class MissingSeriesError(ValueError):
@@ -83,7 +80,7 @@ def uniform_dt(time_fs: np.ndarray, source: str = "series", rtol: float = 1e-6) 
 
 
 def _load_recorder(path: str) -> dict[str, Any]:
-    # Imported here: the MD package pulls in the dynamics drivers, not needed for npz files.
+    # Imported here: the MD package pulls in the dynamics drivers, not needed for other files.
     from ase_mpnn.md.recorder import read_record, read_units
 
     data = read_record(path)
@@ -101,23 +98,6 @@ def _load_recorder(path: str) -> dict[str, Any]:
                format="recorder")
     if out.get("time") is not None and np.all(np.isnan(out["time"])):
         out["time"] = None  # a recorder without a known time step writes NaN: dt_fs must say it
-    return out
-
-
-def _load_npz(path: str) -> dict[str, Any]:
-    with np.load(path) as f:
-        data = {k: f[k] for k in f.files}
-    out: dict[str, Any] = dict(data)
-    if "centroid_positions" in data:
-        out["positions"] = data["centroid_positions"]
-    elif "positions" in data:
-        out["positions"] = data["positions"]
-    if "time" not in out and "step" in data and "timestep_fs" in data:
-        out["time"] = data["step"] * float(data["timestep_fs"])
-    n_beads = int(data["n_beads"]) if "n_beads" in data else 1
-    out.update(masses=data.get("masses"), n_beads=n_beads, kubo=n_beads > 1,
-               temperature_K=float(data["temperature_K"]) if "temperature_K" in data else None,
-               format="npz")
     return out
 
 
@@ -143,7 +123,7 @@ def load_series(
     """Time series and metadata of an MD output file (see the module docstring for formats).
 
     Args:
-        path: recorder HDF5, RPMD ``.npz``, ASE ``.traj``, extxyz or another ``ase.io``
+        path: recorder HDF5 (MD or RPMD), ASE ``.traj``, extxyz or another ``ase.io``
             format, or an i-PI input file (``.xml``) whose outputs lie next to it.
         dt_fs: time between frames (fs) for files that do not store it; a file that
             stores another one is an error.
@@ -210,7 +190,11 @@ def _read(path: str, options: Mapping[str, Any]) -> dict[str, Any]:
     if os.path.isdir(path):
         raise ValueError(f"{path} is a directory: give the trajectory file (for an i-PI run: its input .xml)")
     if options["format"] is None and path.endswith(".npz"):
-        return _load_npz(path)
+        raise ValueError(
+            f"{path}: an .npz file is not a trajectory ase_mpnn reads (MD and RPMD checkpoints are .npz; records are "
+            "HDF5). md_examples/water_rpmd.py used to write its frames as .npz: run it again, it writes an HDF5 "
+            "record now (water_rpmd.h5)"
+        )
     if options["format"] is None and h5py.is_hdf5(path):
         return _load_recorder(path)
     if options["format"] is None and is_ipi_input(path):
