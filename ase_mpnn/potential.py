@@ -1,8 +1,10 @@
 """Representation + heads -> energy, forces, stress, charges, dipole, polarizability.
 
 :class:`AtomisticModel` is the one contract every architecture in :mod:`ase_mpnn.zoo`
-shares. A representation maps ``(species, edge_index, edge_vectors, edge_lengths)``
-to invariant scalars ``s`` (n_nodes, F) and, optionally, vectors ``v`` (n_nodes, 3, F);
+shares. A representation (:class:`~ase_mpnn.nn.representation.Representation`) maps
+``(species, edge_index, edge_vectors, edge_lengths)`` to
+:class:`~ase_mpnn.nn.representation.Features`: invariant scalars ``s`` (n_nodes, F)
+and, optionally, vectors ``v`` (n_nodes, 3, F) and symmetric tensors (n_nodes, 3, 3);
 everything physical happens here:
 
 * Atomic energy ``E_i = E0[Z_i] + scale · (y(s_i) − y(s_iso[Z_i]))``: ``y`` is a learned
@@ -13,9 +15,9 @@ everything physical happens here:
 * Forces ``F = −∂E/∂r`` and stress ``σ = (1/V) ∂E/∂ε`` by autograd, where ε is a
   symmetric strain applied to positions and cell: ``r → r (1 + ε)``, ``cell → cell (1 + ε)``.
   Only what is asked is computed: no autograd without forces or stress.
-* Charges, dipole and polarizability: see :mod:`ase_mpnn.heads`. A representation may
-  return a third output, per-atom symmetric 3×3 tensors (n_nodes, 3, 3) built from its
-  own 0e + 2e features (e3nn models); they are summed into the polarizability.
+* Charges, dipole and polarizability: see :mod:`ase_mpnn.heads`. The per-atom
+  symmetric tensors of a representation (e3nn models, from 0e + 2e features) are summed
+  into the polarizability.
 """
 
 from __future__ import annotations
@@ -284,8 +286,8 @@ class AtomisticModel(nn.Module):
             node_species = torch.cat([species, torch.arange(len(self.species), device=species.device)])
         else:
             node_species = species
-        s, v, *rest = self.representation(node_species, graph.edge_index, vectors, lengths)
-        tensors = rest[0] if rest else None  # (n_nodes, 3, 3) or None
+        features = self.representation(node_species, graph.edge_index, vectors, lengths)
+        s, v, tensors = features.scalars, features.vectors, features.tensors
         scalars = self.scalar_head(s)  # (n_nodes, 3)
         if isolated is None:
             scalars, isolated = scalars[:n_atoms], scalars[n_atoms:]
@@ -348,7 +350,7 @@ class AtomisticModel(nn.Module):
             no_edges = species.new_zeros((2, 0))
             vectors = parameters[0].new_zeros((0, 3))
             with torch.no_grad():
-                s = self.representation(species, no_edges, vectors, vectors[:, 0])[0]
+                s = self.representation(species, no_edges, vectors, vectors[:, 0]).scalars
                 cache = (key, self.scalar_head(s))
             self.__dict__["_isolated_cache"] = cache
         return cache[1]

@@ -49,7 +49,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..nn import CosineCutoff, scatter_sum
+from ..nn import MLP, CosineCutoff, scatter_sum
+from ..nn.representation import Features, Representation
 
 
 def edge_pairs(receiver: torch.Tensor, n_nodes: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,16 +72,7 @@ def edge_pairs(receiver: torch.Tensor, n_nodes: int) -> tuple[torch.Tensor, torc
     return order.index_select(0, first), order.index_select(0, second)
 
 
-def _element_mlp(sizes: list[int], act: str) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(n_in, n_out))
-        if k < len(sizes) - 2:
-            layers.append(nn.Tanh() if act == "tanh" else nn.SiLU())
-    return nn.Sequential(*layers)
-
-
-class BPNN(nn.Module):
+class BPNN(Representation):
     """Behler–Parrinello representation: returns per-element-MLP scalars (n, F), no vectors.
 
     Args:
@@ -98,7 +90,6 @@ class BPNN(nn.Module):
         act: activation of the element MLPs, "tanh" (Behler, default) or "silu".
     """
 
-    n_features: int
     has_vectors = False
 
     def __init__(
@@ -139,7 +130,7 @@ class BPNN(nn.Module):
         self.n_angular = n_angular_eta * n_zeta * 2
         self.n_descriptors = n_species * n_radial + self.n_pairs * self.n_angular
         sizes = [self.n_descriptors] + [n_hidden] * n_hidden_layers + [n_features]
-        self.networks = nn.ModuleList(_element_mlp(sizes, act) for _ in range(n_species))
+        self.networks = nn.ModuleList(MLP(sizes, act) for _ in range(n_species))
 
     def descriptors(self, species, edge_index, vectors, lengths) -> torch.Tensor:
         """Raw symmetry functions G (n_nodes, S·n_radial + pairs·n_angular), before ln(1 + G)."""
@@ -183,7 +174,7 @@ class BPNN(nn.Module):
         for element, network in enumerate(self.networks):
             nodes = torch.nonzero(species == element).squeeze(1)
             s = s.index_copy(0, nodes, network(x.index_select(0, nodes)))
-        return s, None
+        return Features(s)
 
     def extra_repr(self) -> str:
         return (

@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from ..nn import CosineCutoff, GaussianRBF, MLP, scatter_sum
+from ..nn.representation import Features, Representation
 
 
 class EGNNLayer(nn.Module):
@@ -94,7 +95,7 @@ class EGNNLayer(nn.Module):
         return h, dx, v, t
 
 
-class EGNN(nn.Module):
+class EGNN(Representation):
     """EGNN representation: returns scalars (n, F), vectors (n, 3, F) and tensors (n, 3, 3).
 
     Args:
@@ -109,7 +110,6 @@ class EGNN(nn.Module):
             water has ~30 neighbors within 4 Å, ~55 within 5 Å; gas-phase water 2).
     """
 
-    n_features: int
     has_vectors = True
 
     def __init__(
@@ -149,7 +149,7 @@ class EGNN(nn.Module):
         c = 1.0 / self.neighbor_norm
         for layer in self.layers:
             h, dx, v, t = layer(h, dx, v, t, vectors, rbf, fcut, c, receiver, sender, inv_rc2)
-        return h, v, t
+        return Features(h, v, t)
 
     def extra_repr(self) -> str:
         return f"F={self.n_features}, layers={self.n_layers}, out: scalars (n, F), vectors (n, 3, F), tensors (n, 3, 3)"

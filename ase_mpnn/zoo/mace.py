@@ -33,7 +33,8 @@ from e3nn import o3
 from torch import nn
 
 from ..nn import MLP, PolynomialCutoff, SineRBF, scatter_sum
-from ..nn.e3nn_utils import SymmetricTensorOut, natural_irreps, restore_exact_constants_
+from ..nn.e3nn_utils import SymmetricTensorOut, natural_irreps
+from ..nn.representation import E3nnRepresentation, Features, split_scalars_vectors
 
 
 
@@ -189,7 +190,7 @@ class MACELayer(nn.Module):
         return self.linear_b(self.contraction(a, species)) + self.self_connection(h, species)
 
 
-class MACE(nn.Module):
+class MACE(E3nnRepresentation):
     """MACE representation: scalars (n, C), Cartesian vectors (n, 3, C), tensors (n, 3, 3).
 
     Defaults follow MACE-MP-0 "small/medium": 64 × (0e + 1o) features, ℓ_Y = 3,
@@ -212,7 +213,6 @@ class MACE(nn.Module):
             mean neighbor count of the training data: ~55 for liquid water at 5 Å).
     """
 
-    n_features: int
     has_vectors = True
 
     def __init__(
@@ -261,26 +261,16 @@ class MACE(nn.Module):
             irreps_in = irreps_out
         self.tensor_readout = SymmetricTensorOut(irreps_in)
 
-    def _apply(self, fn, recurse=True):
-        super()._apply(fn, recurse)
-        restore_exact_constants_(self)
-        return self
-
     def forward(self, species, edge_index, vectors, lengths):
         receiver, sender = edge_index[0], edge_index[1]
-        sh = o3.spherical_harmonics(
-            self.sh_irreps, vectors, normalize=True, normalization="component"
-        )
+        sh = self.edge_harmonics(self.sh_irreps, vectors)
         radial, envelope = self.rbf(lengths), self.envelope(lengths)
         h = self.embedding(species)
         out = 0.0
         for layer, readout in zip(self.layers, self.readouts):
             h = layer(h, species, sh, radial, envelope, receiver, sender)
             out = out + readout(h)
-        n, C = h.shape[0], self.n_features
-        s, v = out[:, :C], out[:, C:].reshape(n, C, 3).transpose(1, 2)
-        t = self.tensor_readout(h)
-        return s, v, t
+        return Features(*split_scalars_vectors(out, self.n_features), self.tensor_readout(h))
 
     def extra_repr(self) -> str:
         C, layers = self.n_features, len(self.layers)

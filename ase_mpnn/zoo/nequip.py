@@ -39,14 +39,13 @@ surface is C∞ away from the cutoff (``tests/test_smoothness.py``).
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import torch
 from e3nn import o3
 from torch import nn
 
-from ..nn import PolynomialCutoff, SineRBF, scatter_sum
+from ..nn import MLP, PolynomialCutoff, SineRBF, scatter_sum
 from ..nn.e3nn_utils import (
     SymmetricTensorOut,
     coupling,
@@ -56,20 +55,8 @@ from ..nn.e3nn_utils import (
     natural_irreps,
     parity_paths,
     register_constant,
-    restore_exact_constants_,
 )
-
-
-class RadialMLP(nn.Sequential):
-    """Bias-free dense layers with SiLU between them: MLP(0) = 0, so filters vanish at r_c."""
-
-    def __init__(self, sizes: list[int]):
-        layers: list[nn.Module] = []
-        for k, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
-            if k > 0:
-                layers.append(nn.SiLU())
-            layers.append(nn.Linear(n_in, n_out, bias=False))
-        super().__init__(*layers)
+from ..nn.representation import E3nnRepresentation, Features, split_scalars_vectors
 
 
 class NequIPLayer(nn.Module):
@@ -111,7 +98,7 @@ class NequIPLayer(nn.Module):
             "mid_to_e3nn", torch.argsort(m_major_index(self.irreps_mid)), persistent=False
         )
         self.linear_in = o3.Linear(irreps_in, irreps_in)
-        self.radial = RadialMLP(radial_sizes + [len(self.paths) * F])
+        self.radial = MLP(radial_sizes + [len(self.paths) * F], bias=False)  # MLP(0) = 0: filters vanish at r_c
         self.gate = gated_nonlinearity(F, lmax)
         self.linear_out = o3.Linear(self.irreps_mid, self.gate.irreps_in, biases=True)
         self.self_connection = o3.Linear(irreps_in, natural_irreps(F, lmax))
@@ -136,7 +123,7 @@ class NequIPLayer(nn.Module):
         return self.gate(self.linear_out(m * self.norm)) + self.self_connection(h)
 
 
-class NequIP(nn.Module):
+class NequIP(E3nnRepresentation):
     """NequIP representation: scalars (n, F), vectors (n, 3, F), symmetric tensors (n, 3, 3).
 
     Args:
@@ -154,7 +141,6 @@ class NequIP(nn.Module):
             liquid water has about 27 atoms within 4 Å and 52 within 5 Å).
     """
 
-    n_features: int
     has_vectors = True
 
     def __init__(
@@ -191,27 +177,16 @@ class NequIP(nn.Module):
             for k in range(n_layers)
         )
         self.tensor_out = SymmetricTensorOut(self.irreps) if lmax >= 2 else None
-        # load_state_dict copies e3nn's saved (possibly float32-rounded) couplings back in.
-        self.register_load_state_dict_post_hook(lambda module, _: restore_exact_constants_(module))
-
-    def _apply(self, fn, recurse=True):
-        super()._apply(fn, recurse)
-        restore_exact_constants_(self)  # couplings exact in float64 (see so3net)
-        return self
 
     def forward(self, species, edge_index, vectors, lengths):
         receiver, sender = edge_index[0], edge_index[1]
-        sh = o3.spherical_harmonics(
-            self.irreps_sh, vectors, normalize=True, normalization="component"
-        )
+        sh = self.edge_harmonics(self.irreps_sh, vectors)
         edge_basis = self.rbf(lengths) * self.envelope(lengths)[:, None]  # (n_edges, n_rbf)
         h = self.embedding(species)
         for layer in self.layers:
             h = layer(h, edge_basis, sh, receiver, sender)
-        s = h[:, : self.n_features]
-        v = h[:, self.n_features : 4 * self.n_features].view(-1, self.n_features, 3).transpose(1, 2)
         t = self.tensor_out(h) if self.tensor_out is not None else None
-        return s, v, t
+        return Features(*split_scalars_vectors(h, self.n_features), t)
 
     def extra_repr(self) -> str:
         return (

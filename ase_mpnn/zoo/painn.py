@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from ..nn import CosineCutoff, MLP, SineRBF, scatter_sum
+from ..nn.representation import Features, Representation
 
 def _messages(phi, v, filters, unit, receiver, sender):
     """Δs_i, Δv_i summed over edges j -> i (see the module docstring); v None means v = 0."""
@@ -146,7 +147,7 @@ class PaiNNUpdate(nn.Module):
         return s, v
 
 
-class PaiNN(nn.Module):
+class PaiNN(Representation):
     """PaiNN representation: returns scalars (n, F) and vectors (n, 3, F).
 
     Args:
@@ -164,7 +165,6 @@ class PaiNN(nn.Module):
             written before this option load with it).
     """
 
-    n_features: int
     has_vectors = True
 
     def __init__(
@@ -212,7 +212,7 @@ class PaiNN(nn.Module):
         for k, (interaction, update) in enumerate(zip(self.interactions, self.updates)):
             s, v = interaction(s, v, filters[k], unit, receiver, sender, first=k == 0)
             s, v = update(s, v)
-        return s, v
+        return Features(s, v)
 
     def extra_repr(self) -> str:
         return f"F={self.n_features}, interactions={self.n_interactions}, out: scalars (n, F), vectors (n, 3, F)"

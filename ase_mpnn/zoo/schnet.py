@@ -24,6 +24,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..nn import CosineCutoff, GaussianRBF, MLP, scatter_sum
+from ..nn.representation import Features, Representation
 
 
 class SchNetInteraction(nn.Module):
@@ -40,7 +41,7 @@ class SchNetInteraction(nn.Module):
         return s + self.f2out(y)
 
 
-class SchNet(nn.Module):
+class SchNet(Representation):
     """SchNet representation: returns scalars (n, F) and no vectors.
 
     Args:
@@ -80,4 +81,4 @@ class SchNet(nn.Module):
         s = self.embedding(species)
         for interaction in self.interactions:
             s = interaction(s, rbf, fcut, receiver, sender)
-        return s, None
+        return Features(s)

@@ -34,7 +34,8 @@ from e3nn import o3
 from torch import nn
 
 from ..nn import PolynomialCutoff, SineRBF, scatter_sum
-from ..nn.e3nn_utils import SymmetricTensorOut, restore_exact_constants_
+from ..nn.e3nn_utils import SymmetricTensorOut
+from ..nn.representation import E3nnRepresentation, Features, split_scalars_vectors
 
 SCALAR = o3.Irrep("0e")
 
@@ -123,7 +124,7 @@ class SEGNNLayer(nn.Module):
         return h + self.update2(self.update1(y, node_attr), node_attr)
 
 
-class SEGNN(nn.Module):
+class SEGNN(E3nnRepresentation):
     """SEGNN representation: scalars (n, F), Cartesian vectors (n, 3, F), tensors (n, 3, 3).
 
     Args:
@@ -140,7 +141,6 @@ class SEGNN(nn.Module):
             mean neighbor count of the training data: ~55 for liquid water at 5 Å).
     """
 
-    n_features: int
     has_vectors = True
 
     def __init__(
@@ -174,11 +174,6 @@ class SEGNN(nn.Module):
         self.readout = o3.Linear(hidden, o3.Irreps(f"{F}x0e + {F}x1o"))
         self.tensor_readout = SymmetricTensorOut(hidden)
 
-    def _apply(self, fn, recurse=True):
-        super()._apply(fn, recurse)
-        restore_exact_constants_(self)
-        return self
-
     def node_attributes(self, edge_attr, envelope, receiver, n: int) -> torch.Tensor:
         """a_i = (1, Σ_j u_ij Y^{ℓ≥1}_ij / (1 + Σ_j u_ij)): smooth in every neighbor's position."""
         weighted = edge_attr[:, 1:] * envelope[:, None]
@@ -189,9 +184,7 @@ class SEGNN(nn.Module):
     def forward(self, species, edge_index, vectors, lengths):
         receiver, sender = edge_index[0], edge_index[1]
         n = species.shape[0]
-        edge_attr = o3.spherical_harmonics(
-            self.attr_irreps, vectors, normalize=True, normalization="component"
-        )
+        edge_attr = self.edge_harmonics(self.attr_irreps, vectors)
         envelope = self.envelope(lengths)
         radial = self.rbf(lengths) * envelope[:, None]
         node_attr = self.node_attributes(edge_attr, envelope, receiver, n)
@@ -199,10 +192,7 @@ class SEGNN(nn.Module):
         h = self.embedding(onehot, node_attr)
         for layer in self.layers:
             h = layer(h, edge_attr, node_attr, radial, envelope, receiver, sender)
-        out, F = self.readout(h), self.n_features
-        s, v = out[:, :F], out[:, F:].reshape(n, F, 3).transpose(1, 2)
-        t = self.tensor_readout(h)
-        return s, v, t
+        return Features(*split_scalars_vectors(self.readout(h), self.n_features), self.tensor_readout(h))
 
     def extra_repr(self) -> str:
         F, layers = self.n_features, len(self.layers)

@@ -59,8 +59,8 @@ from ..nn.e3nn_utils import (
     natural_irreps,
     parity_paths,
     register_constant,
-    restore_exact_constants_,
 )
+from ..nn.representation import E3nnRepresentation, Features, split_scalars_vectors
 
 def so3_couplings(lmax: int) -> torch.Tensor:
     """K ((ℓ2, ℓm), dim Y, ℓ1m1) of the SO(3) convolution; paths into each ℓ summed, normalised."""
@@ -117,7 +117,7 @@ class SO3Interaction(nn.Module):
         return x + self.mixing3(self.gate(self.mixing2(h)))
 
 
-class SO3Net(nn.Module):
+class SO3Net(E3nnRepresentation):
     """SO3Net representation: scalars (n, F), vectors (n, 3, F), symmetric tensors (n, 3, 3).
 
     Args:
@@ -131,7 +131,6 @@ class SO3Net(nn.Module):
             (default 20).
     """
 
-    n_features: int
     has_vectors = True
 
     def __init__(
@@ -163,19 +162,10 @@ class SO3Net(nn.Module):
             SO3Interaction(n_features, lmax) for _ in range(n_interactions)
         )
         self.tensor_out = SymmetricTensorOut(self.irreps) if lmax >= 2 else None
-        # load_state_dict copies e3nn's saved (possibly float32-rounded) couplings back in.
-        self.register_load_state_dict_post_hook(lambda module, _: restore_exact_constants_(module))
-
-    def _apply(self, fn, recurse=True):
-        super()._apply(fn, recurse)
-        restore_exact_constants_(self)
-        return self
 
     def forward(self, species, edge_index, vectors, lengths):
         receiver, sender = edge_index[0], edge_index[1]
-        sh = o3.spherical_harmonics(
-            self.irreps_sh, vectors, normalize=True, normalization="component"
-        )
+        sh = self.edge_harmonics(self.irreps_sh, vectors)
         couplings = edge_couplings(sh, self.couplings)  # (n_edges, (ℓ_max+1)·dim, dim)
         filters = self.filter_net(self.rbf(lengths)) * self.cutoff_fn(lengths)[:, None]
         filters = filters.view(-1, self.n_interactions, self.lmax + 1, self.n_features)
@@ -183,10 +173,8 @@ class SO3Net(nn.Module):
         x = torch.cat([s, s.new_zeros((s.shape[0], self.irreps.dim - self.n_features))], dim=1)
         for k, interaction in enumerate(self.interactions):
             x = interaction(x, couplings, filters[:, k], receiver, sender, first=k == 0)
-        s = x[:, : self.n_features]
-        v = x[:, self.n_features : 4 * self.n_features].view(-1, self.n_features, 3).transpose(1, 2)
         t = self.tensor_out(x) if self.tensor_out is not None else None
-        return s, v, t
+        return Features(*split_scalars_vectors(x, self.n_features), t)
 
     def extra_repr(self) -> str:
         return (

@@ -1,0 +1,142 @@
+"""ase_mpnn.nn: the representation contract, shared blocks, and ase_mpnn.graph."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.build import molecule
+from ase.neighborlist import neighbor_list as ase_neighbor_list
+from e3nn import o3
+
+from ase_mpnn.graph import build_graph
+from ase_mpnn.nn import CosineCutoff, GaussianRBF, PolynomialCutoff, SineRBF, scatter_sum
+from ase_mpnn.nn.representation import E3nnRepresentation, Features, Representation, split_scalars_vectors
+from ase_mpnn.potential import _edge_vectors
+from conftest import make_model
+
+E3NN = ("mace", "nequip", "segnn", "so3net")
+
+
+# The representation contract -------------------------------------------------------------------
+def test_every_architecture_fills_the_representation_contract(architecture):
+    model = make_model(architecture)
+    rep = model.representation
+    assert isinstance(rep, Representation)
+    assert isinstance(rep, E3nnRepresentation) == (architecture in E3NN)
+    atoms = molecule("CH3OH")[[1, 3, 4, 5]]  # O and three H: elements of the test models
+    atoms.numbers[:] = [8, 1, 1, 1]
+    graph = build_graph([atoms], model.cutoff)
+    species = torch.cat([model.species_of(graph.numbers), torch.tensor([0])])  # + an isolated node
+    vectors = _edge_vectors(graph.positions, graph.cell, graph)
+    out = rep(species, graph.edge_index, vectors, vectors.norm(dim=1))
+    n, F = len(species), rep.n_features
+    assert isinstance(out, Features) and out.scalars.shape == (n, F)
+    assert (out.vectors is not None) == rep.has_vectors
+    if out.vectors is not None:
+        assert out.vectors.shape == (n, 3, F)
+        assert torch.all(out.vectors[-1] == 0)  # an isolated atom has no direction
+    if out.tensors is not None:
+        assert out.tensors.shape == (n, 3, 3)
+        torch.testing.assert_close(out.tensors, out.tensors.transpose(1, 2))
+
+
+@pytest.mark.parametrize("architecture", E3NN)
+def test_e3nn_constants_are_exact_after_loading_rounded_copies(architecture):
+    """A file written in float32 holds rounded Wigner constants; loading and .to() restore them exactly."""
+    model = make_model(architecture)
+    exact = {k: v.clone() for k, v in model.named_buffers() if re.search(r"w3j|couplings", k)}
+    assert exact
+    state = model.state_dict()
+    saved = [k for k in exact if k in state]  # NequIP's couplings are not saved at all
+    if saved:
+        rounded = {k: v.float().double() if k in exact else v for k, v in state.items()}
+        assert any(not torch.equal(rounded[k], exact[k]) for k in saved), "nothing rounded: the test tests nothing"
+        model.load_state_dict(rounded)
+        assert all(torch.equal(dict(model.named_buffers())[k], exact[k]) for k in saved)
+    model.float()
+    assert any(not torch.equal(v.double(), exact[k]) for k, v in model.named_buffers() if k in exact)
+    model.double()
+    assert all(torch.equal(dict(model.named_buffers())[k], exact[k]) for k in exact)
+
+
+def test_edge_harmonics_are_e3nn_component_normalised():
+    vectors = torch.randn(5, 3, dtype=torch.float64)
+    sh = E3nnRepresentation.edge_harmonics(o3.Irreps.spherical_harmonics(2), vectors)
+    assert sh.shape == (5, 9)
+    torch.testing.assert_close(sh[:, 0], torch.ones(5, dtype=torch.float64))
+    torch.testing.assert_close((sh[:, 1:4] ** 2).sum(dim=1), torch.full((5,), 3.0, dtype=torch.float64))
+
+
+def test_split_scalars_vectors_reads_e3nn_layout():
+    F = 2
+    h = torch.arange(4 * F + 5, dtype=torch.float64)[None].repeat(3, 1)  # F×0e + F×1o + extra
+    s, v = split_scalars_vectors(h, F)
+    assert s.shape == (3, F) and v.shape == (3, 3, F)
+    # e3nn stores F vectors one after another, (x, y, z) each: channel c, component k is F + 3c + k.
+    assert v[0, 1, 1] == F + 3 * 1 + 1 and v[0, 2, 0] == F + 2
+
+
+# Shared blocks ---------------------------------------------------------------------------------
+def test_scatter_sum_equals_a_loop():
+    src = torch.randn(7, 2, dtype=torch.float64)
+    index = torch.tensor([0, 2, 2, 0, 3, 3, 3])
+    out = scatter_sum(src, index, 5)
+    expected = torch.zeros(5, 2, dtype=torch.float64)
+    for i, row in zip(index.tolist(), src):
+        expected[i] += row
+    torch.testing.assert_close(out, expected)
+    assert torch.all(out[1] == 0) and torch.all(out[4] == 0)
+
+
+@pytest.mark.parametrize("cutoff_fn", [CosineCutoff(4.0), PolynomialCutoff(4.0, 6)])
+def test_cutoffs_go_smoothly_to_zero(cutoff_fn):
+    r = torch.tensor([0.0, 3.999, 4.0, 4.5], dtype=torch.float64, requires_grad=True)
+    f = cutoff_fn(r)
+    (grad,) = torch.autograd.grad(f.sum(), r)
+    f = f.detach()
+    assert float(f[0]) == pytest.approx(1.0) and f[2] == 0 and f[3] == 0 and 0 < f[1] < 1e-5
+    assert abs(grad[1]) < 1e-2 and grad[2] == 0 and grad[3] == 0
+
+
+def test_radial_bases_have_their_size_and_centres():
+    r = torch.linspace(0.5, 4.5, 9, dtype=torch.float64)
+    gauss = GaussianRBF(5, 4.0)(r)
+    assert gauss.shape == (9, 5)
+    assert int(torch.argmax(gauss[2])) == 1  # r = 1.5 Å is nearest to the centre at 1 Å of 0, 1, 2, 3, 4
+    sine = SineRBF(6, 4.0)(r)
+    assert sine.shape == (9, 6) and torch.isfinite(sine).all()
+
+
+# graph.py --------------------------------------------------------------------------------------
+def test_build_graph_batches_structures_as_ase_sees_them():
+    water = molecule("H2O")
+    crystal = Atoms("Cu", cell=np.eye(3) * 2.6, pbc=True, positions=[[0.3, 0.2, 0.1]])
+    crystal.info["charge"] = 1.0
+    structures = [water, crystal]
+    graph = build_graph(structures, 3.0)
+    assert graph.n_graphs == 2 and graph.n_atoms == 4
+    assert graph.batch.tolist() == [0, 0, 0, 1] and graph.total_charge.tolist() == [0.0, 1.0]
+    # Positions are relative to each structure's first atom, which the origin keeps in float64.
+    torch.testing.assert_close(graph.origin[1], torch.tensor([0.3, 0.2, 0.1], dtype=torch.float64))
+    assert torch.all(graph.positions[3] == 0)
+    vectors = _edge_vectors(graph.positions, graph.cell, graph).numpy()
+    offset = 0
+    for atoms in structures:
+        i, j, d = ase_neighbor_list("ijD", atoms, 3.0)
+        mine = (graph.edge_index[0] >= offset) & (graph.edge_index[0] < offset + len(atoms))
+        ours = sorted(zip((graph.edge_index[0][mine] - offset).tolist(), (graph.edge_index[1][mine] - offset).tolist(),
+                          map(tuple, np.round(vectors[mine.numpy()], 9))))
+        theirs = sorted(zip(i.tolist(), j.tolist(), map(tuple, np.round(d, 9))))
+        assert ours == theirs
+        offset += len(atoms)
+
+
+def test_graph_to_float32_keeps_integers_and_the_float64_origin():
+    graph = build_graph([molecule("H2O")], 3.0).to(dtype=torch.float32)
+    assert graph.positions.dtype == torch.float32 and graph.shifts.dtype == torch.float32
+    assert graph.edge_index.dtype == torch.int64 and graph.numbers.dtype == torch.int64
+    assert graph.origin.dtype == torch.float64
