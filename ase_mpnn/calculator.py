@@ -2,7 +2,7 @@
 
 Energy, forces and stress come from one forward + backward pass; dipole, charges and
 polarizability from the same forward pass when asked for. Neighbor lists are reused
-between calls with a Verlet skin (see :mod:`ase_mpnn.neighbors`), so MD steps pay
+between calls with a Verlet skin (see :mod:`ase_mpnn.model.neighbors`), so MD steps pay
 for a list rebuild only every few dozen steps.
 
 ``calc.predict(list_of_atoms)`` evaluates many structures in one batched forward
@@ -11,7 +11,7 @@ pass (ring-polymer beads, data sets) and returns one dict of results per structu
 ``MPNNCalculator([path1, path2, ...])`` is a committee: the members (same cutoff and
 elements, e.g. the same recipe trained with different seeds) share one neighbor list and
 one graph per call; members of one architecture are evaluated in one batched pass for
-small graphs (see :mod:`ase_mpnn.committee_model`), otherwise one after the other on
+small graphs (see :mod:`ase_mpnn.model.committee_model`), otherwise one after the other on
 the shared graph. The results are their
 mean, and ``energy_std``, ``forces_std``, ``stress_std``, ``dipole_std``,
 ``charges_std`` and ``polarizability_std`` their standard deviation (numpy's ``std``,
@@ -33,12 +33,17 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from .checks import check_device, check_dtype, non_finite_parameters
-from .committee_model import ONE_PASS_MAX_EDGES, StackedCommittee, stackable
-from .graph import build_graph, total_charge_of
-from .io import load_model
-from .neighbors import VerletNeighborList
-from .potential import AtomisticModel, InputError, NonFiniteResultError
-from .properties import MODEL_PROPERTIES, PROPERTY_TABLE, fully_periodic, register_polarizability
+from .model.committee_model import ONE_PASS_MAX_EDGES, StackedCommittee, stackable
+from .model.graph import build_graph, total_charge_of
+from .model.io import load_model
+from .model.neighbors import VerletNeighborList
+from .model.potential import AtomisticModel, InputError, NonFiniteResultError
+from .model.properties import (
+    MODEL_PROPERTIES,
+    PROPERTY_TABLE,
+    fully_periodic,
+    register_polarizability,
+)
 
 register_polarizability()
 
@@ -91,7 +96,7 @@ class MPNNCalculator(Calculator):
 
     Args:
         model: path to a model file (see :func:`ase_mpnn.save_model`) or a loaded
-            :class:`~ase_mpnn.potential.AtomisticModel`.
+            :class:`~ase_mpnn.model.potential.AtomisticModel`.
         device: torch device, e.g. "cpu" or "cuda".
         dtype: torch.float32 (default for files) or torch.float64; None keeps a
             loaded model's dtype. A model object is copied (and frozen), never

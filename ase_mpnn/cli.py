@@ -46,7 +46,7 @@ def _create(args: argparse.Namespace) -> int:
 
 def _create_arguments(sub) -> None:
     """The ``create`` command and its arguments."""
-    from .zoo import REPRESENTATIONS
+    from .model.zoo import REPRESENTATIONS
 
     create = sub.add_parser("create", help="write an untrained model file")
     create.add_argument("architecture", choices=sorted(REPRESENTATIONS),
@@ -99,7 +99,7 @@ def _predict(args: argparse.Namespace) -> int:
     structures = []
     for path in args.structures:
         structures.extend(read_structures(path, ":"))
-    from .properties import MODEL_PROPERTIES, computable
+    from .model.properties import MODEL_PROPERTIES, computable
 
     properties = sorted(computable(set(MODEL_PROPERTIES) - {"energies"}, structures))
     results = []
@@ -131,7 +131,7 @@ def _predict_arguments(sub) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .train import TrainConfig, train
+    from .training.train import TrainConfig, train
 
     config = TrainConfig.from_yaml(args.config)
     if args.committee is None:
@@ -139,7 +139,7 @@ def _train(args: argparse.Namespace) -> int:
         with resumable(lambda: _training_resume_hint(config.run_dir / "checkpoint.pt")):
             train(config, fresh=args.fresh)
         return 0
-    from .committee import member_configs
+    from .training.committee import member_configs
 
     members = member_configs(config, args.committee)
     for k, member in enumerate(members):
@@ -167,8 +167,8 @@ def _train_arguments(sub) -> None:
 
 def _eval(args: argparse.Namespace) -> int:
     from . import load_model
-    from .data import read_dataset
-    from .evaluate import error_metrics, format_metrics, parity_plot, predict_dataset
+    from .training.data import read_dataset
+    from .training.evaluate import error_metrics, format_metrics, parity_plot, predict_dataset
 
     check_outputs(inputs={"data": args.data, "model": args.model}, outputs={"plot (--plot)": args.plot})
     model = load_model(args.model, device=args.device, dtype=torch_dtype(args.dtype))

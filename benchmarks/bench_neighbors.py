@@ -1,4 +1,4 @@
-"""Benchmark ase_mpnn.neighbors against ase.neighborlist.neighbor_list.
+"""Benchmark ase_mpnn.model.neighbors against ase.neighborlist.neighbor_list.
 
 Run with ``python benchmarks/bench_neighbors.py`` (add ``--quick`` for a short
 run without the ~20,000-atom systems). Prints a markdown table.
@@ -15,7 +15,7 @@ from ase import Atoms, units
 from ase.build import bulk
 from ase.neighborlist import neighbor_list as ase_neighbor_list
 
-from ase_mpnn.neighbors import VerletNeighborList, neighbor_list
+from ase_mpnn.model.neighbors import VerletNeighborList, neighbor_list
 
 CUTOFF = 5.0
 SKIN = 0.5

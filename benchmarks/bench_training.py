@@ -2,7 +2,7 @@
 
 One optimizer step = forward (energy, forces, dipole, polarizability), double backward
 through the force loss, AdamW update, EMA update: exactly the trainer's step
-(ase_mpnn.train), on the 900 B3LYP water geometries in data/.
+(ase_mpnn.training.train), on the 900 B3LYP water geometries in data/.
 
     python benchmarks/bench_training.py [--threads 2] [--quick]
 """
@@ -20,8 +20,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import ase_mpnn  # noqa: E402
-from ase_mpnn.data import iterate_batches, make_batch, read_dataset  # noqa: E402
-from ase_mpnn.train import residuals, weighted_loss  # noqa: E402
+from ase_mpnn.training.data import iterate_batches, make_batch, read_dataset  # noqa: E402
+from ase_mpnn.training.train import residuals, weighted_loss  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "water_b3lyp_augccpvdz.extxyz"
 WEIGHTS = {"energy": 400.0, "forces": 1.0, "dipole": 20.0, "polarizability": 200.0}

@@ -60,7 +60,7 @@ def main() -> None:
         print(json.dumps(measure(args.child[0], int(args.child[1]), int(args.child[2]))))
         return
 
-    from ase_mpnn.zoo import REPRESENTATIONS
+    from ase_mpnn.model.zoo import REPRESENTATIONS
 
     sizes = [(4, 5 if args.quick else 10)] + ([] if args.quick else [(7, 3)])
     print(f"float32, {args.threads} thread(s), OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, "

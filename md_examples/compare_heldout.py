@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from ase_mpnn import load_model, read_header
-from ase_mpnn.data import read_dataset
-from ase_mpnn.evaluate import error_metrics, predict_dataset
+from ase_mpnn.training.data import read_dataset
+from ase_mpnn.training.evaluate import error_metrics, predict_dataset
 
 MD_DATA = Path(__file__).resolve().parents[1] / "data" / "water_b3lyp_augccpvdz.extxyz"
 

@@ -3,7 +3,7 @@
 import json
 import sys
 
-from ase_mpnn.train import TrainConfig, train
+from ase_mpnn.training.train import TrainConfig, train
 
 if __name__ == "__main__":
     train(TrainConfig.from_dict(json.loads(sys.argv[1])), progress=False)

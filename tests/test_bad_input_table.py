@@ -49,13 +49,13 @@ from ase_mpnn import (
     save_model,
 )
 from ase_mpnn.cli import main
-from ase_mpnn.data import DataError, read_dataset, split_indices
+from ase_mpnn.training.data import DataError, read_dataset, split_indices
 from ase_mpnn.md import langevin, nve, run_md
 from ase_mpnn.md.guards import MDBlowUpError
 from ase_mpnn.md.ipi_client import IPIClient, IPIConnectionError
-from ase_mpnn.potential import NonFiniteResultError
-from ase_mpnn.train import TrainConfig, train
-from ase_mpnn.zoo import HyperparameterError
+from ase_mpnn.model.potential import NonFiniteResultError
+from ase_mpnn.training.train import TrainConfig, train
+from ase_mpnn.model.zoo import HyperparameterError
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "models" / "painn_water.pt"
@@ -550,7 +550,7 @@ def _second_writer_through_link(env):
 
 
 def _evaluate_overflowing_model(env):
-    from ase_mpnn.evaluate import predict_dataset
+    from ase_mpnn.training.evaluate import predict_dataset
 
     model = copy.deepcopy(env.model).double()
     with torch.no_grad():

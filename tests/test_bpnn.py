@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import ase_mpnn
-from ase_mpnn.zoo.bpnn import BPNN, edge_pairs
+from ase_mpnn.model.zoo.bpnn import BPNN, edge_pairs
 from ase_mpnn.testing import random_crystal, random_rotation
 from conftest import TEST_CUTOFF
 

@@ -19,9 +19,9 @@ from ase import Atoms
 from ase.build import molecule
 
 from ase_mpnn import InputError, MPNNCalculator, build_model, load_model, read_header
-from ase_mpnn.data import DataError, read_dataset
-from ase_mpnn.potential import CLOSE_CONTACT_FRACTION, pair_key
-from ase_mpnn.train import TrainConfig, train
+from ase_mpnn.training.data import DataError, read_dataset
+from ase_mpnn.model.potential import CLOSE_CONTACT_FRACTION, pair_key
+from ase_mpnn.training.train import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data" / "water_small.extxyz"

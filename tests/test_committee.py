@@ -13,8 +13,8 @@ from ase.calculators.calculator import PropertyNotImplementedError
 
 from ase_mpnn import MPNNCalculator, build_model
 from ase_mpnn.cli import main
-from ase_mpnn.committee import member_configs
-from ase_mpnn.train import TrainConfig, train
+from ase_mpnn.training.committee import member_configs
+from ase_mpnn.training.train import TrainConfig, train
 from conftest import make_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +45,7 @@ def test_committee_mean_and_spread_equal_the_members():
 
 def test_one_batched_pass_equals_the_members_one_by_one(architecture):
     """Every architecture stacks: the vmapped pass gives each member's own results (float64, with stress)."""
-    from ase_mpnn.committee_model import StackedCommittee, stackable
+    from ase_mpnn.model.committee_model import StackedCommittee, stackable
 
     members = [make_model(architecture, seed=seed) for seed in range(3)]
     committee = MPNNCalculator(members, dtype=torch.float64)
@@ -56,7 +56,7 @@ def test_one_batched_pass_equals_the_members_one_by_one(architecture):
     box.rattle(0.05, seed=1)
     structures = [molecule("H2O"), molecule("H2O2"), box]
     graph_calc = MPNNCalculator(members[0], dtype=torch.float64)
-    from ase_mpnn.graph import build_graph
+    from ase_mpnn.model.graph import build_graph
 
     for batch in (structures[:2], structures[2:]):
         pairs = [graph_calc._neighbors(k).update(a.positions, a.cell.array, a.pbc, a.numbers)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ase_mpnn.data import read_dataset
+from ase_mpnn.training.data import read_dataset
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "md_examples"
 

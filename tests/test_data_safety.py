@@ -32,7 +32,7 @@ from ase_mpnn.md import (
 )
 from ase_mpnn.md.record_file import FrameFile
 from ase_mpnn.resume import CheckpointError
-from ase_mpnn.train import TrainConfig, train
+from ase_mpnn.training.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 WATER_MODEL = ROOT / "models" / "painn_water.pt"

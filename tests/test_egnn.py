@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 import ase_mpnn
-from ase_mpnn.zoo.egnn import EGNN
+from ase_mpnn.model.zoo.egnn import EGNN
 from ase_mpnn.testing import random_crystal, random_rotation
 from conftest import TEST_CUTOFF
 

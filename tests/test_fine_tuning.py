@@ -13,9 +13,9 @@ from ase.build import molecule
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from ase_mpnn import MPNNCalculator, build_model, load_model, read_header, save_model
-from ase_mpnn.data import read_dataset
-from ase_mpnn.evaluate import error_metrics, predict_dataset
-from ase_mpnn.train import TrainConfig, train
+from ase_mpnn.training.data import read_dataset
+from ase_mpnn.training.evaluate import error_metrics, predict_dataset
+from ase_mpnn.training.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"n_features": 8, "n_interactions": 1, "n_rbf": 6}

@@ -11,7 +11,7 @@ from ase.build import molecule
 
 import ase_mpnn
 from ase_mpnn import MPNNCalculator, ModelFileError, build_graph, build_model, load_model, read_header, save_model
-from ase_mpnn.io import FORMAT_VERSION
+from ase_mpnn.model.io import FORMAT_VERSION
 
 PROPERTIES = ["energy", "forces", "stress", "charges", "dipole", "polarizability"]
 

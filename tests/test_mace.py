@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from e3nn import o3
 
-from ase_mpnn.nn.e3nn_utils import restore_exact_constants_, symmetric_basis
-from ase_mpnn.zoo.mace import MACE, SymmetricContraction, natural_irreps
+from ase_mpnn.model.nn.e3nn_utils import restore_exact_constants_, symmetric_basis
+from ase_mpnn.model.zoo.mace import MACE, SymmetricContraction, natural_irreps
 
 
 def exact_wigner(irreps: o3.Irreps, R: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Tests for ase_mpnn.neighbors against ase.neighborlist.neighbor_list."""
+"""Tests for ase_mpnn.model.neighbors against ase.neighborlist.neighbor_list."""
 
 import itertools
 import time
@@ -8,7 +8,7 @@ from ase import Atoms
 from ase.build import molecule
 from ase.neighborlist import neighbor_list as ase_neighbor_list
 
-from ase_mpnn.neighbors import NeighborListError, VerletNeighborList, neighbor_list
+from ase_mpnn.model.neighbors import NeighborListError, VerletNeighborList, neighbor_list
 
 
 def _pair_set(i, j, shifts):
@@ -289,7 +289,7 @@ def _water_box(n_per_side: int = 16) -> Atoms:
 def test_large_water_box_is_not_refused():
     box = _water_box()
     assert len(box) == 12288
-    from ase_mpnn.neighbors import estimate_neighbor_work
+    from ase_mpnn.model.neighbors import estimate_neighbor_work
 
     estimate = estimate_neighbor_work(box.positions, box.cell.array, True, 5.5)
     i, _, _ = neighbor_list(box.positions, box.cell.array, True, 5.5)

@@ -6,8 +6,8 @@ import pytest
 import torch
 from e3nn import o3
 
-from ase_mpnn.zoo.nequip import NequIP
-from ase_mpnn.nn.e3nn_utils import restore_exact_constants_
+from ase_mpnn.model.zoo.nequip import NequIP
+from ase_mpnn.model.nn.e3nn_utils import restore_exact_constants_
 
 
 @pytest.mark.parametrize("layer_index", [0, 1], ids=["scalar input", "full input"])

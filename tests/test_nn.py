@@ -1,4 +1,4 @@
-"""ase_mpnn.nn: the representation contract, shared blocks, and ase_mpnn.graph."""
+"""ase_mpnn.model.nn: the representation contract, shared blocks, and ase_mpnn.model.graph."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from ase.build import molecule
 from ase.neighborlist import neighbor_list as ase_neighbor_list
 from e3nn import o3
 
-from ase_mpnn.graph import build_graph
-from ase_mpnn.nn import CosineCutoff, GaussianRBF, PolynomialCutoff, SineRBF, scatter_sum
-from ase_mpnn.nn.representation import E3nnRepresentation, Features, Representation, split_scalars_vectors
-from ase_mpnn.potential import _edge_vectors
+from ase_mpnn.model.graph import build_graph
+from ase_mpnn.model.nn import CosineCutoff, GaussianRBF, PolynomialCutoff, SineRBF, scatter_sum
+from ase_mpnn.model.nn.representation import E3nnRepresentation, Features, Representation, split_scalars_vectors
+from ase_mpnn.model.potential import _edge_vectors
 from conftest import make_model
 
 E3NN = ("mace", "nequip", "segnn", "so3net")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import ase_mpnn
-from ase_mpnn.zoo.painn import LowMemoryMessages, _filters, _messages
+from ase_mpnn.model.zoo.painn import LowMemoryMessages, _filters, _messages
 from ase_mpnn.testing import random_crystal
 from conftest import make_model
 

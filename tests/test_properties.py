@@ -6,11 +6,11 @@ import torch
 from ase.build import bulk, molecule
 
 from ase_mpnn import MPNNCalculator, build_model
-from ase_mpnn.data import LABELS as DATA_LABELS
-from ase_mpnn.evaluate import UNITS as EVAL_UNITS
+from ase_mpnn.training.data import LABELS as DATA_LABELS
+from ase_mpnn.training.evaluate import UNITS as EVAL_UNITS
 from ase_mpnn.md.record_file import UNITS as RECORD_UNITS
-from ase_mpnn.potential import PROPERTIES
-from ase_mpnn.properties import ERROR_UNITS, LABELS, MODEL_PROPERTIES, PROPERTY_TABLE, computable
+from ase_mpnn.model.potential import PROPERTIES
+from ase_mpnn.model.properties import ERROR_UNITS, LABELS, MODEL_PROPERTIES, PROPERTY_TABLE, computable
 
 
 def test_every_part_reads_the_table():

@@ -21,13 +21,13 @@ from ase.build import molecule
 import ase_mpnn
 import ase_mpnn.md
 from ase_mpnn import MPNNCalculator
-from ase_mpnn import train as train_module
+from ase_mpnn.training import train as train_module
 from ase_mpnn.cli import main
-from ase_mpnn.data import DataError
+from ase_mpnn.training.data import DataError
 from ase_mpnn.md import MDRecorder, RingPolymerMD, RingPolymerRecorder, langevin, read_record, run_md, run_rpmd
 from ase_mpnn.md.classical import save_checkpoint
 from ase_mpnn.resume import CheckpointError
-from ase_mpnn.train import TrainConfig, train
+from ase_mpnn.training.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 WATER_MODEL = ROOT / "models" / "painn_water.pt"

@@ -6,8 +6,8 @@ import pytest
 import torch
 from e3nn import o3
 
-from ase_mpnn.nn.e3nn_utils import restore_exact_constants_
-from ase_mpnn.zoo.segnn import SEGNN, GatedNonlinearity, SteerableLayer, sorted_concat
+from ase_mpnn.model.nn.e3nn_utils import restore_exact_constants_
+from ase_mpnn.model.zoo.segnn import SEGNN, GatedNonlinearity, SteerableLayer, sorted_concat
 from test_mace import exact_wigner
 
 

@@ -8,9 +8,9 @@ from ase_mpnn.testing import random_molecule
 from e3nn import o3
 
 import ase_mpnn
-from ase_mpnn.nn.e3nn_utils import restore_exact_constants_, symmetric_basis
-from ase_mpnn.nn.e3nn_utils import edge_couplings, parity_paths
-from ase_mpnn.zoo.so3net import SO3Net
+from ase_mpnn.model.nn.e3nn_utils import restore_exact_constants_, symmetric_basis
+from ase_mpnn.model.nn.e3nn_utils import edge_couplings, parity_paths
+from ase_mpnn.model.zoo.so3net import SO3Net
 
 
 def test_e3nn_l1_basis_is_xyz():

@@ -12,11 +12,11 @@ import pytest
 import torch
 
 import ase_mpnn
-import ase_mpnn.data
-from ase_mpnn import train as train_module
+import ase_mpnn.training.data
+from ase_mpnn.training import train as train_module
 from ase_mpnn.cli import main
-from ase_mpnn.data import DataError, read_dataset
-from ase_mpnn.train import TrainConfig, train
+from ase_mpnn.training.data import DataError, read_dataset
+from ase_mpnn.training.train import TrainConfig, train
 
 DATA = Path(__file__).parent / "data" / "water_small.extxyz"
 
@@ -152,7 +152,7 @@ def test_frames_without_a_label_are_left_out_of_its_loss(tmp_path):
     ase.io.write(path, frames)
     data = read_dataset(path)
     assert data.count("dipole") == 3 and data.count("energy") == 6
-    batch = ase_mpnn.data.make_batch(data.samples, 4.0, torch.float64, "cpu")
+    batch = ase_mpnn.training.data.make_batch(data.samples, 4.0, torch.float64, "cpu")
     model = ase_mpnn.build_model("painn", ["H", "O"], cutoff=4.0, n_features=8, n_interactions=1).double()
     out = model(batch.graph, ("energy", "forces", "dipole"))
     errors = train_module.residuals(out, batch, ["energy", "forces", "dipole"])
@@ -188,8 +188,8 @@ def test_several_data_files_are_concatenated_in_order(tmp_path, capsys):
 def test_frame_weights_count_frames_in_every_loss_term(tmp_path):
     """``frame_weights`` by an info key: a weighted mean of squared errors (weight 1 for
     every frame gives the plain mean); weight 3 counts a frame as three copies."""
-    from ase_mpnn.data import make_batch
-    from ase_mpnn.train import mean_squared, residuals
+    from ase_mpnn.training.data import make_batch
+    from ase_mpnn.training.train import mean_squared, residuals
 
     data = read_dataset(DATA)
     for k, s in enumerate(data.samples[:6]):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from ase_mpnn.train import TrainConfig
+from ase_mpnn.training.train import TrainConfig
 
 REFERENCE = Path(__file__).resolve().parents[1] / "models" / "recipes" / "reference.yaml"
 

@@ -10,8 +10,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from test_train import config  # noqa: E402
 
-from ase_mpnn import train as train_module  # noqa: E402
-from ase_mpnn.training_plots import learning_curve, parity_plot  # noqa: E402
+from ase_mpnn.training import train as train_module  # noqa: E402
+from ase_mpnn.training.plots import learning_curve, parity_plot  # noqa: E402
 
 
 def test_learning_curve_is_drawn_during_training(tmp_path, monkeypatch):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import ase_mpnn
-from ase_mpnn.zoo import REPRESENTATIONS
+from ase_mpnn.model.zoo import REPRESENTATIONS
 from ase_mpnn.testing import random_crystal, random_molecule
 from conftest import ARCHITECTURES, make_model
 

@@ -59,7 +59,7 @@ from ase.calculators.calculator import all_changes
 from ase.stress import voigt_6_to_full_3x3_stress
 from ase.units import Bohr, Hartree
 
-from ..properties import PROPERTY_TABLE, fully_periodic
+from ..model.properties import PROPERTY_TABLE, fully_periodic
 
 __all__ = ["IPIClient", "run_client", "IPIConnectionError", "IPIProtocolError", "EXTRAS_UNITS", "DEFAULT_TIMEOUT"]
 

@@ -54,7 +54,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..properties import PROPERTY_TABLE
+from ..model.properties import PROPERTY_TABLE
 
 try:
     import fcntl

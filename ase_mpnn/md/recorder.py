@@ -50,8 +50,16 @@ import numpy as np
 from ase import Atoms, units
 from ase.outputs import all_outputs
 
-from ..properties import register_polarizability
-from .record_file import UNITS, FrameFile, FrameRecorder, RecorderError, read_attributes, read_record, read_units
+from ..model.properties import register_polarizability
+from .record_file import (
+    UNITS,
+    FrameFile,
+    FrameRecorder,
+    RecorderError,
+    read_attributes,
+    read_record,
+    read_units,
+)
 
 register_polarizability()
 

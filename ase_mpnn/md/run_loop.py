@@ -27,9 +27,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..neighbors import NeighborListError
+from ..model.neighbors import NeighborListError
+from ..model.potential import InputError, NonFiniteResultError
 from ..output_paths import same_file
-from ..potential import InputError, NonFiniteResultError
 from ..resume import CheckpointError, check_settings, plain_settings
 from .guards import BlowUpGuard
 

@@ -18,7 +18,10 @@ normal-mode sampling through ``ase.vibrations``), :mod:`.report` (files for
 ``ase-mpnn spectrum``).
 """
 
+from ..md.normal_modes import normal_mode_sampling
 from .correlation import autocorrelation, cosine_transform, lag_window, spectral_density
+from .harmonic import HarmonicResult, harmonic_analysis
+from .harmonic_report import harmonic_report, load_reference, reference_table
 from .lineshapes import (
     POLARIZABILITY_TO_A3,
     RamanSpectra,
@@ -30,13 +33,11 @@ from .lineshapes import (
     raman_scattering_factor,
     raman_spectrum,
 )
-from ..md.normal_modes import normal_mode_sampling
-from .harmonic import HarmonicResult, harmonic_analysis
-from .harmonic_report import harmonic_report, load_reference, reference_table
 from .peaks import WATER_GAS_FUNDAMENTALS, Peak, find_peaks, peak_table
 from .plot import plot_spectra
-from .quantum import absorption_multiplier, correction_factor, reduced_frequency
 from .prediction import predict_series
+from .quantum import absorption_multiplier, correction_factor, reduced_frequency
+from .report import SpectraReport, write_spectra
 from .sources import (
     MissingSeriesError,
     ir_spectrum_from_file,
@@ -47,7 +48,6 @@ from .sources import (
     uniform_dt,
 )
 from .trajectories import TrajectoryError, UnwrapError, unwrap_positions
-from .report import SpectraReport, write_spectra
 
 __all__ = [
     "POLARIZABILITY_TO_A3",

@@ -54,7 +54,7 @@ from ase.calculators.calculator import PropertyNotImplementedError
 from ase.optimize import BFGS
 from ase.vibrations import Infrared
 
-from ase_mpnn.properties import register_polarizability
+from ase_mpnn.model.properties import register_polarizability
 
 from .intensities import ir_intensity_km_mol, raman_invariants
 from .lineshapes import POLARIZABILITY_TO_A3

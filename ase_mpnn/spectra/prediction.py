@@ -10,7 +10,7 @@ structure, which for a small molecule costs about as much as the model (≈ 30 �
 water frame, against ≈ 50 µs of model time in a batch). Here all frames share the atomic
 numbers, so the batched graph is assembled from arrays in a few vectorised calls: pairs of
 a small non-periodic molecule come from one distance computation over the whole batch,
-periodic frames from vesin (:func:`ase_mpnn.neighbors.neighbor_list`) frame by frame.
+periodic frames from vesin (:func:`ase_mpnn.model.neighbors.neighbor_list`) frame by frame.
 The graph is the one ``build_graph`` would make (same edges, order aside), so results
 equal ``calc.predict`` to round-off (tested).
 
@@ -45,9 +45,9 @@ from ase.data import chemical_symbols
 
 from ..atomic_file import atomic_write
 from ..calculator import MPNNCalculator, torch_threads
-from ..graph import Graph
-from ..neighbors import neighbor_list
-from ..potential import AtomisticModel, InputError
+from ..model.graph import Graph
+from ..model.neighbors import neighbor_list
+from ..model.potential import AtomisticModel, InputError
 
 __all__ = ["DEFAULT_MAX_EDGES_CPU", "DEFAULT_MAX_EDGES_GPU", "PREDICTABLE", "as_calculator", "check_elements",
            "model_fingerprint", "predict_series"]
@@ -243,7 +243,7 @@ def _frame_pairs(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray,
 
 def _batch_graph(positions: np.ndarray, numbers: np.ndarray, cell: np.ndarray, pbc: np.ndarray, charge: float,
                  edge_index: np.ndarray, shifts: np.ndarray) -> Graph:
-    """The :class:`~ase_mpnn.graph.Graph` ``build_graph`` makes for these frames (float64, on the CPU)."""
+    """The :class:`~ase_mpnn.model.graph.Graph` ``build_graph`` makes for these frames (float64, on the CPU)."""
     b, n = positions.shape[:2]
     origin = np.array(positions[:, 0], dtype=np.float64)  # as build_graph: each frame's first atom
     return Graph(

@@ -35,7 +35,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..properties import PROPERTY_TABLE
+from ..model.properties import PROPERTY_TABLE
 from .lineshapes import RamanSpectra, Spectrum, ir_spectrum, power_spectrum, raman_spectrum
 from .prediction import PREDICTABLE, as_calculator, predict_series
 from .trajectories import UnwrapError, is_ipi_input, read_ase, read_ipi, unwrap_positions

@@ -60,7 +60,7 @@ from ase import Atoms, units
 from ase.data import atomic_masses, atomic_numbers
 from ase.geometry import cellpar_to_cell, complete_cell
 
-from ..properties import PROPERTY_TABLE, register_polarizability
+from ..model.properties import PROPERTY_TABLE, register_polarizability
 
 register_polarizability()
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from ..graph import build_graph
+from ..model.graph import build_graph
 from .structures import random_crystal, random_molecule, random_rotation
 
 __all__ = [

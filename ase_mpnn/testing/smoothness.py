@@ -34,7 +34,7 @@ import torch
 from ase import Atoms
 from ase.build import bulk, molecule
 
-from ..graph import build_graph
+from ..model.graph import build_graph
 
 __all__ = [
     "CurvatureScan",

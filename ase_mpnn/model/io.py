@@ -28,9 +28,9 @@ from typing import Any
 
 import torch
 
-from . import __version__
-from .atomic_file import atomic_write
-from .checks import check_device, check_dtype
+from .. import __version__
+from ..atomic_file import atomic_write
+from ..checks import check_device, check_dtype
 from .potential import MAX_CUTOFF, AtomisticModel
 
 FORMAT = "ase_mpnn.model"

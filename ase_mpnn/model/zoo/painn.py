@@ -35,8 +35,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..nn import CosineCutoff, MLP, SineRBF, scatter_sum
+from ..nn import MLP, CosineCutoff, SineRBF, scatter_sum
 from ..nn.representation import Features, Representation
+
 
 def _messages(phi, v, filters, unit, receiver, sender):
     """Δs_i, Δv_i summed over edges j -> i (see the module docstring); v None means v = 0."""

@@ -74,7 +74,7 @@ class Graph:
 def total_charge_of(atoms: Atoms) -> float:
     """Net charge of a structure: ``atoms.info["charge"]`` (ASE's convention), default 0.
 
-    Raises :class:`~ase_mpnn.potential.InputError` if it is not a finite number.
+    Raises :class:`~ase_mpnn.model.potential.InputError` if it is not a finite number.
     """
     value = atoms.info.get("charge", 0.0)
     try:
@@ -101,7 +101,7 @@ def build_graph(
     """Batch ``structures`` into one :class:`Graph`.
 
     ``pairs`` optionally gives precomputed ``(i, j, shifts)`` per structure (e.g. from a
-    :class:`~ase_mpnn.neighbors.VerletNeighborList`); otherwise they are computed here.
+    :class:`~ase_mpnn.model.neighbors.VerletNeighborList`); otherwise they are computed here.
     All concatenation is done in numpy so the host->device copy happens once per field.
     """
     if len(structures) == 0:
@@ -130,7 +130,8 @@ def build_graph(
         edge_index=torch.from_numpy(edge_index.astype(np.int64)),
         shifts=torch.from_numpy(np.concatenate(shifts).astype(np.float64)),
         batch=torch.from_numpy(np.repeat(np.arange(len(structures)), counts)),
-        total_charge=torch.tensor([total_charge_of(a) for a in structures], dtype=torch.float64),
+        # Built on the host like the numpy fields; graph.to(device) below moves all at once.
+        total_charge=torch.tensor([total_charge_of(a) for a in structures], dtype=torch.float64, device="cpu"),
         n_graphs=len(structures),
         periodic=any(a.pbc.any() for a in structures),
         origin=torch.from_numpy(origin),

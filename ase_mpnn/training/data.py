@@ -22,10 +22,9 @@ import torch
 from ase import Atoms
 from ase.stress import voigt_6_to_full_3x3_stress
 
-from .graph import Graph, build_graph
-from .neighbors import PairList, neighbor_list
-
-from .properties import LABELS, PROPERTY_TABLE
+from ..model.graph import Graph, build_graph
+from ..model.neighbors import PairList, neighbor_list
+from ..model.properties import LABELS, PROPERTY_TABLE
 
 DEFAULT_KEYS = {label: label for label in LABELS}
 # Shape of one frame's label (per-atom labels have one row per atom).
@@ -114,7 +113,7 @@ class Dataset:
         Needs :meth:`attach_neighbors` first. Models record it (``training_min_distances``)
         and refuse structures with pairs far closer than anything in their training data.
         """
-        from .potential import pair_key
+        from ..model.potential import pair_key
 
         shortest: dict[str, float] = {}
         for s in self.samples:

@@ -27,7 +27,6 @@ vectors (no norms of equivariant features). The surface is C∞ away from the cu
 
 from __future__ import annotations
 
-
 import torch
 from e3nn import o3
 from torch import nn
@@ -35,7 +34,6 @@ from torch import nn
 from ..nn import MLP, PolynomialCutoff, SineRBF, scatter_sum
 from ..nn.e3nn_utils import SymmetricTensorOut, natural_irreps
 from ..nn.representation import E3nnRepresentation, Features, split_scalars_vectors
-
 
 
 @torch.no_grad()

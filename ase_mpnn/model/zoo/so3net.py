@@ -32,7 +32,7 @@ symmetric 3×3 tensor (:class:`SymmetricTensorOut`).
 Float64: e3nn computes its Clebsch–Gordan buffers in the default dtype; a model built in
 float32 and converted would keep float32-rounded couplings (equivariance errors ~1e-8).
 All such constants are restored from float64 values after every ``.to()`` and
-``load_state_dict`` (:func:`~ase_mpnn.nn.e3nn_utils.restore_exact_constants_`).
+``load_state_dict`` (:func:`~ase_mpnn.model.nn.e3nn_utils.restore_exact_constants_`).
 The convolution helpers here are shared with :mod:`.nequip`.
 
 Smoothness: the features enter only through linear maps, Clebsch–Gordan products and
@@ -61,6 +61,7 @@ from ..nn.e3nn_utils import (
     register_constant,
 )
 from ..nn.representation import E3nnRepresentation, Features, split_scalars_vectors
+
 
 def so3_couplings(lmax: int) -> torch.Tensor:
     """K ((ℓ2, ℓm), dim Y, ℓ1m1) of the SO(3) convolution; paths into each ℓ summed, normalised."""

@@ -10,7 +10,7 @@ Invariant features only. Each interaction block:
 with the shifted softplus ssp(x) = ln(0.5 eˣ + 0.5). Having no vectors, SchNet's
 dipole comes from partial charges (μ = Σ q_i r_i) and its polarizability from the
 isotropic per-atom term plus the bond term Σ b(s_i) f_c(r_ij) r̂_ij ⊗ r̂_ij of
-:mod:`ase_mpnn.heads`: both rotate correctly (μ → Rμ, α → RαRᵀ) and do not change
+:mod:`ase_mpnn.model.heads`: both rotate correctly (μ → Rμ, α → RαRᵀ) and do not change
 under translation of a neutral structure.
 
 Smoothness: every operation is C∞ for distances r > 0 (Gaussian radial basis, shifted
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..nn import CosineCutoff, GaussianRBF, MLP, scatter_sum
+from ..nn import MLP, CosineCutoff, GaussianRBF, scatter_sum
 from ..nn.representation import Features, Representation
 
 

@@ -45,7 +45,7 @@ def _in_range(name: str, value: Any, low: float, high: float, *, low_open: bool,
 def check_training_numbers(config: Any) -> None:
     """Raise ``ValueError`` for the first numeric setting of ``config`` out of its range.
 
-    ``config`` is a :class:`~ase_mpnn.train.TrainConfig`. Whole numbers: ``seed`` ≥ 0,
+    ``config`` is a :class:`~ase_mpnn.training.train.TrainConfig`. Whole numbers: ``seed`` ≥ 0,
     ``batch_size`` ≥ 1, ``max_epochs`` ≥ 0, ``warmup_epochs`` ≥ 0, ``plateau_patience`` ≥ 0,
     ``early_stopping_patience`` ≥ 1. Real numbers: ``cutoff`` > 0, ``lr`` > 0,
     ``min_lr`` in [0, lr], ``weight_decay`` ≥ 0, ``plateau_factor`` in (0, 1),

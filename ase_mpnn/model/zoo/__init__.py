@@ -1,4 +1,4 @@
-"""Architectures, one per file, all under the contract of :class:`~ase_mpnn.potential.AtomisticModel`."""
+"""Architectures, one per file, all under the contract of :class:`~ase_mpnn.model.potential.AtomisticModel`."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def build_model(
     if unknown:
         raise HyperparameterError(
             f"unknown hyperparameter(s) {unknown} for {name}; its hyperparameters are {valid} "
-            f"(and min_distance); see the docstring of ase_mpnn.zoo.{cls.__name__}"
+            f"(and min_distance); see the docstring of ase_mpnn.model.zoo.{cls.__name__}"
         )
     representation = cls(len(numbers), cutoff, **hyperparameters)
     # Save every hyperparameter, defaults included, so a file rebuilds the same model

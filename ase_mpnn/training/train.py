@@ -49,18 +49,27 @@ from ase.data import chemical_symbols
 from ase.symbols import symbols2numbers
 from tqdm import tqdm
 
-from .atomic_file import atomic_write
-from .checks import check_device
+from ..atomic_file import atomic_write
+from ..checks import check_device
+from ..model.io import load_model, read_header, save_model
+from ..model.potential import AtomisticModel
+from ..model.properties import computable
+from ..model.zoo import build_model
+from ..output_paths import check_outputs
+from ..resume import CheckpointError, check_settings, file_fingerprint, plain_settings
 from .config_checks import check_training_numbers
-from .data import LABELS, DataError, Dataset, fit_atomic_energies, iterate_batches, make_batch, read_dataset, split_indices
+from .data import (
+    LABELS,
+    DataError,
+    Dataset,
+    fit_atomic_energies,
+    iterate_batches,
+    make_batch,
+    read_dataset,
+    split_indices,
+)
 from .evaluate import error_metrics, format_metrics, predict_dataset
 from .label_outliers import check_label_outliers
-from .output_paths import check_outputs
-from .io import load_model, read_header, save_model
-from .potential import AtomisticModel
-from .properties import computable
-from .resume import CheckpointError, check_settings, file_fingerprint, plain_settings
-from .zoo import build_model
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -140,7 +149,7 @@ class TrainConfig:
         return config
 
     def validate(self) -> None:
-        """Refuse unknown names and numbers out of range (see :mod:`ase_mpnn.config_checks`)."""
+        """Refuse unknown names and numbers out of range (see :mod:`ase_mpnn.training.config_checks`)."""
         check_training_numbers(self)
         unknown = set(self.loss_weights) - set(LABELS)
         if unknown:
@@ -627,6 +636,6 @@ def _finish(config, model, dataset, train_idx, val_idx, test_idx, state, progres
 
 def learning_curve(history: list[dict], path: Path) -> None:
     """The run's figure (loss, per-property MAE in physical units, learning rate); see :mod:`.training_plots`."""
-    from .training_plots import learning_curve as draw
+    from .plots import learning_curve as draw
 
     draw(history, path)

@@ -1,7 +1,9 @@
 """Sum edge quantities onto nodes (or nodes onto graphs).
 
-``Tensor.index_add`` is as fast as torch-scatter on CPU for our sizes (REFERENCE
-measurements) and is differentiable twice, so torch-scatter is never required.
+``Tensor.index_add`` is as fast as ``torch_scatter.scatter_add`` on CPU (forward and
+backward at 7.7k and 120k edges with 128 features, measured on a 2-core machine) and
+is differentiable twice, so torch-scatter is never required; MACE and SchNetPack use
+native torch scatter too.
 """
 
 from __future__ import annotations

@@ -12,9 +12,9 @@ from collections import defaultdict
 import numpy as np
 import torch
 
+from ..model.potential import AtomisticModel, NonFiniteResultError
+from ..model.properties import ERROR_UNITS, computable, fully_periodic
 from .data import LABELS, Dataset, iterate_batches, make_batch
-from .potential import AtomisticModel, NonFiniteResultError
-from .properties import ERROR_UNITS, computable, fully_periodic
 
 
 def predict_dataset(
@@ -106,6 +106,6 @@ def format_metrics(metrics: dict[str, float]) -> str:
 
 def parity_plot(predicted: dict[str, np.ndarray], reference: dict[str, np.ndarray], path: str | os.PathLike) -> None:
     """Predicted against reference per property, saved to ``path`` (PNG); see :mod:`.training_plots`."""
-    from .training_plots import parity_plot as draw
+    from .plots import parity_plot as draw
 
     draw(predicted, reference, path)

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..model.properties import ERROR_UNITS
 from .data import DataError, Dataset, fit_atomic_energies
-from .properties import ERROR_UNITS
 
 __all__ = ["ERROR_Z", "WARN_Z", "LabelOutlier", "check_label_outliers", "find_label_outliers", "robust_z"]
 
@@ -143,7 +143,7 @@ def _describe(o: LabelOutlier) -> str:
 def check_label_outliers(dataset: Dataset, warn_z: float = WARN_Z, error_z: float = ERROR_Z) -> list[LabelOutlier]:
     """Refuse absurd labels (|z| > ``error_z``) and warn about outliers (|z| > ``warn_z``).
 
-    Raises :class:`~ase_mpnn.data.DataError` naming the file and frame of the most
+    Raises :class:`~ase_mpnn.training.data.DataError` naming the file and frame of the most
     extreme absurd label; returns the outliers that were only warned about.
     """
     outliers = find_label_outliers(dataset, warn_z)

@@ -1,8 +1,8 @@
-"""The representation contract: what every architecture in :mod:`ase_mpnn.zoo` computes.
+"""The representation contract: what every architecture in :mod:`ase_mpnn.model.zoo` computes.
 
 A representation maps a graph's atoms and edges to per-atom features; everything
 physical (energy, forces, charges, dipole, polarizability) happens in
-:class:`~ase_mpnn.potential.AtomisticModel` and its heads. In one place:
+:class:`~ase_mpnn.model.potential.AtomisticModel` and its heads. In one place:
 
 * input: ``species`` (n_nodes,) species indices (0 … n_species − 1), ``edge_index``
   (2, n_edges) [receiver i, source j], ``vectors`` (n_edges, 3) r_j − r_i + S·cell in Å,

@@ -1,9 +1,9 @@
 """Representation + heads -> energy, forces, stress, charges, dipole, polarizability.
 
-:class:`AtomisticModel` is the one contract every architecture in :mod:`ase_mpnn.zoo`
-shares. A representation (:class:`~ase_mpnn.nn.representation.Representation`) maps
+:class:`AtomisticModel` is the one contract every architecture in :mod:`ase_mpnn.model.zoo`
+shares. A representation (:class:`~ase_mpnn.model.nn.representation.Representation`) maps
 ``(species, edge_index, edge_vectors, edge_lengths)`` to
-:class:`~ase_mpnn.nn.representation.Features`: invariant scalars ``s`` (n_nodes, F)
+:class:`~ase_mpnn.model.nn.representation.Features`: invariant scalars ``s`` (n_nodes, F)
 and, optionally, vectors ``v`` (n_nodes, 3, F) and symmetric tensors (n_nodes, 3, 3);
 everything physical happens here:
 
@@ -15,7 +15,7 @@ everything physical happens here:
 * Forces ``F = −∂E/∂r`` and stress ``σ = (1/V) ∂E/∂ε`` by autograd, where ε is a
   symmetric strain applied to positions and cell: ``r → r (1 + ε)``, ``cell → cell (1 + ε)``.
   Only what is asked is computed: no autograd without forces or stress.
-* Charges, dipole and polarizability: see :mod:`ase_mpnn.heads`. The per-atom
+* Charges, dipole and polarizability: see :mod:`ase_mpnn.model.heads`. The per-atom
   symmetric tensors of a representation (e3nn models, from 0e + 2e features) are summed
   into the polarizability.
 """
@@ -31,11 +31,17 @@ from ase.data import atomic_masses, chemical_symbols, covalent_radii
 from torch import nn
 
 from .graph import Graph
-from .heads import BondPolarizability, ScalarReadout, VectorReadout, centre_of_mass, corrected_charges
+from .heads import (
+    BondPolarizability,
+    ScalarReadout,
+    VectorReadout,
+    centre_of_mass,
+    corrected_charges,
+)
 from .nn import scatter_sum
 from .properties import MODEL_PROPERTIES
 
-PROPERTIES = MODEL_PROPERTIES  # see ase_mpnn.properties for shapes and units
+PROPERTIES = MODEL_PROPERTIES  # see ase_mpnn.model.properties for shapes and units
 
 # Buffers kept in float64 when the model is converted to float32.
 _FLOAT64_BUFFERS = ("atomic_energies", "energy_scale")
@@ -71,7 +77,7 @@ def pair_key(z1: int, z2: int) -> str:
 class AtomisticModel(nn.Module):
     """An architecture's representation with the shared physical output heads.
 
-    Build one with :func:`ase_mpnn.build_model`; call it on a :class:`~ase_mpnn.graph.Graph`.
+    Build one with :func:`ase_mpnn.build_model`; call it on a :class:`~ase_mpnn.model.graph.Graph`.
     """
 
     def __init__(
@@ -277,7 +283,7 @@ class AtomisticModel(nn.Module):
         ``isolated`` holds the read-outs of isolated atoms (n_species, 3), or None to
         compute them in this pass (trainable parameters). This is the part of
         :meth:`forward` that a committee maps over its members with ``torch.func.vmap``
-        (see :mod:`ase_mpnn.committee`); it must not branch on tensor values.
+        (see :mod:`ase_mpnn.training.committee`); it must not branch on tensor values.
         """
         n_atoms, n_graphs = graph.n_atoms, graph.n_graphs
         if isolated is None:

@@ -40,7 +40,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..nn import CosineCutoff, GaussianRBF, MLP, scatter_sum
+from ..nn import MLP, CosineCutoff, GaussianRBF, scatter_sum
 from ..nn.representation import Features, Representation
 
 
@@ -84,10 +84,10 @@ class EGNNLayer(nn.Module):
         aggregated = scatter_sum(m * c, receiver, n)
         h = h + self.phi_h(torch.cat([h, aggregated], dim=1))
 
-        v = v.index_add(0, receiver, e[:, :, None] * (m * (c * self.vector_weight))[:, None, :])
+        v = v + scatter_sum(e[:, :, None] * (m * (c * self.vector_weight))[:, None, :], receiver, n)
         eye = torch.eye(3, dtype=e.dtype, device=e.device)
         traceless = e[:, :, None] * e[:, None, :] - (sq[:, :, None] / 3.0) * eye
-        t = t.index_add(0, receiver, traceless * (out[:, 1:] * inv_rc2)[:, :, None])
+        t = t + scatter_sum(traceless * (out[:, 1:] * inv_rc2)[:, :, None], receiver, n)
         if self.update_coordinates:
             # x_i − x_j = −e_ij
             step = scatter_sum(e * -out[:, :1], receiver, n)

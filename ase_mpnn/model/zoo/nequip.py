@@ -29,7 +29,7 @@ coupling matrices (:class:`NequIPLayer`), 2–3× faster on CPU than e3nn's gene
 
 Outputs: s = the final F×0e, v = the final F×1o as Cartesian (n, 3, F) (e3nn 0.6's ℓ = 1
 basis is x, y, z), t = a linear map of the final 0e and 2e channels to a symmetric 3×3
-tensor per atom (see :class:`~ase_mpnn.zoo.so3net.SymmetricTensorOut`).
+tensor per atom (see :class:`~ase_mpnn.model.zoo.so3net.SymmetricTensorOut`).
 
 Smoothness: tensor products, linear maps and a gate whose ℓ > 0 channels are multiplied
 by a sigmoid of scalars are C∞ in the features (no norms of equivariant features); the

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .properties import LABELS
+from ..model.properties import LABELS
 
 # α in e²Å²/eV × 4πε₀ (14.3996 eV·Å/e²) = polarizability volume in Å³, the unit people quote.
 A3_PER_E2A2_PER_EV = 14.399645
