@@ -140,3 +140,19 @@ def test_graph_to_float32_keeps_integers_and_the_float64_origin():
     assert graph.positions.dtype == torch.float32 and graph.shifts.dtype == torch.float32
     assert graph.edge_index.dtype == torch.int64 and graph.numbers.dtype == torch.int64
     assert graph.origin.dtype == torch.float64
+
+
+def test_the_one_gate_equals_e3nns_gate():
+    """NequIP and SO3Net files were trained with e3nn's Gate: the written-out gate is the same function."""
+    from e3nn import nn as e3nn_nn
+    from e3nn.math import normalize2mom
+
+    from ase_mpnn.model.nn.e3nn_utils import SIGMOID_2MOM, SILU_2MOM, gated_nonlinearity, natural_irreps
+
+    assert SILU_2MOM == normalize2mom(torch.nn.functional.silu).cst
+    assert SIGMOID_2MOM == normalize2mom(torch.sigmoid).cst
+    ours = gated_nonlinearity(3, 2)
+    theirs = e3nn_nn.Gate("3x0e", [torch.nn.functional.silu], "6x0e", [torch.sigmoid], natural_irreps(3, 2)[1:])
+    assert ours.irreps_in == theirs.irreps_in and ours.irreps_out == theirs.irreps_out
+    x = torch.randn(5, ours.irreps_in.dim, dtype=torch.float64)
+    torch.testing.assert_close(ours(x), theirs.to(torch.float64)(x), rtol=1e-12, atol=1e-12)

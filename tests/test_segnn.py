@@ -7,7 +7,8 @@ import torch
 from e3nn import o3
 
 from ase_mpnn.model.nn.e3nn_utils import restore_exact_constants_
-from ase_mpnn.model.zoo.segnn import SEGNN, GatedNonlinearity, SteerableLayer, sorted_concat
+from ase_mpnn.model.nn.e3nn_utils import Gate
+from ase_mpnn.model.zoo.segnn import SEGNN, SteerableLayer, sorted_concat
 from test_mace import exact_wigner
 
 
@@ -23,7 +24,7 @@ def test_steerable_layer_with_gate_is_equivariant():
     attr = o3.Irreps.spherical_harmonics(2)
     layer = SteerableLayer(irreps_in, attr, irreps_out).double()
     restore_exact_constants_(layer)  # built in float32
-    assert isinstance(layer.gate, GatedNonlinearity)
+    assert isinstance(layer.gate, Gate)
     assert layer.gate.irreps_in == o3.Irreps("5x0e + 2x1o + 1x2e")
     with torch.no_grad():
         layer.bias.normal_()

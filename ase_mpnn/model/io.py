@@ -21,6 +21,7 @@ import json
 import math
 import os
 import pickle
+import re
 import warnings
 import zipfile
 from pathlib import Path
@@ -137,7 +138,7 @@ def load_model(
             min_distance=config.get("min_distance", 0.1),
             **hyperparameters,
         )
-        model.load_state_dict(state)
+        model.load_state_dict(without_legacy_buffers(state, model))
         recorded = config.get("training_min_distances")
         if recorded is None and "epochs" in header.get("metadata", {}):
             recorded = {}  # trained before the record existed: covalent bond lengths stand in
@@ -242,3 +243,15 @@ def _check_config(path: Path, config: Any) -> None:
         raise bad(f"config.min_distance must be a number of Å above 0 and below the cutoff, got {min_distance!r}")
     if not isinstance(config.get("hyperparameters"), dict):
         raise bad(f"config.hyperparameters must be a JSON object, got {config.get('hyperparameters')!r}")
+
+
+# Buffers that files written by earlier versions hold and the current modules no longer
+# have: e3nn's Gate kept an element-wise tensor product (an empty weight and an output
+# mask, no parameters) where the gate is now written out (nn.e3nn_utils.Gate).
+_LEGACY_BUFFER = re.compile(r"\.gate\.mul\.(weight|output_mask)$")
+
+
+def without_legacy_buffers(state: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """``state`` without the buffers of :data:`_LEGACY_BUFFER` that ``model`` does not have."""
+    own = model.state_dict()
+    return {key: value for key, value in state.items() if key in own or not _LEGACY_BUFFER.search(key)}

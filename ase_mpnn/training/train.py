@@ -51,7 +51,7 @@ from tqdm import tqdm
 
 from ..atomic_file import atomic_write
 from ..checks import check_device
-from ..model.io import load_model, read_header, save_model
+from ..model.io import load_model, read_header, save_model, without_legacy_buffers
 from ..model.potential import AtomisticModel
 from ..model.properties import computable
 from ..model.zoo import build_model
@@ -456,8 +456,8 @@ def train(config: TrainConfig, progress: bool = True, fresh: bool = False) -> At
                        how_to_start_over="ase-mpnn train --fresh, or train(config, fresh=True), which discards the "
                                          "checkpoint")
         try:
-            model.load_state_dict(saved["model"])
-            ema.load_state_dict(saved["ema"])
+            model.load_state_dict(without_legacy_buffers(saved["model"], model))
+            ema.load_state_dict(without_legacy_buffers(saved["ema"], ema))
             optimizer.load_state_dict(saved["optimizer"])
             scheduler.load_state_dict(saved["scheduler"])
         except (KeyError, RuntimeError, ValueError) as err:

@@ -34,7 +34,7 @@ from e3nn import o3
 from torch import nn
 
 from ..nn import PolynomialCutoff, SineRBF, scatter_sum
-from ..nn.e3nn_utils import SymmetricTensorOut
+from ..nn.e3nn_utils import Gate, SymmetricTensorOut
 from ..nn.representation import E3nnRepresentation, Features, split_scalars_vectors
 
 SCALAR = o3.Irrep("0e")
@@ -49,41 +49,12 @@ def sorted_concat(irreps_list: list[o3.Irreps]) -> tuple[o3.Irreps, torch.Tensor
     return order.irreps.simplify(), index
 
 
-class GatedNonlinearity(nn.Module):
-    """[scalars, gates, gated] -> [SiLU(scalars), σ(gate_c) · gated_c], one gate per ℓ > 0 channel.
-
-    e3nn.nn.Gate written out: the same operation without an extra tensor product and
-    without sampling a million numbers per instance to normalise the activations.
-    """
-
-    def __init__(self, irreps_out: o3.Irreps):
-        super().__init__()
-        self.irreps_out = o3.Irreps(irreps_out)
-        gated = o3.Irreps([(mul, ir) for mul, ir in self.irreps_out if ir.l > 0])
-        if self.irreps_out[: len(self.irreps_out) - len(gated)] + gated != self.irreps_out:
-            raise ValueError(f"scalars must come first in {self.irreps_out}")
-        self.n_scalars = self.irreps_out.dim - gated.dim
-        self.gated = [(mul, ir.dim) for mul, ir in gated]
-        self.irreps_in = o3.Irreps(f"{self.n_scalars + gated.num_irreps}x0e") + gated
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, S = x.shape[0], self.n_scalars
-        out = [nn.functional.silu(x[:, :S])]
-        gate_at, at = S, S + sum(mul for mul, _ in self.gated)
-        for mul, dim in self.gated:
-            gates = torch.sigmoid(x[:, gate_at : gate_at + mul])[:, :, None]
-            gated = x[:, at : at + mul * dim].reshape(n, mul, dim) * gates
-            out.append(gated.reshape(n, mul * dim))
-            gate_at, at = gate_at + mul, at + mul * dim
-        return torch.cat(out, dim=1)
-
-
 class SteerableLayer(nn.Module):
     """x' = Gate(W (x ⊗ a) + b): fully connected CG tensor product with attributes a."""
 
     def __init__(self, irreps_in, irreps_attr, irreps_out, gate: bool = True):
         super().__init__()
-        self.gate = GatedNonlinearity(irreps_out) if gate else None
+        self.gate = Gate(irreps_out) if gate else None
         irreps_out = self.gate.irreps_in if gate else o3.Irreps(irreps_out)
         self.tp = o3.FullyConnectedTensorProduct(irreps_in, irreps_attr, irreps_out)
         columns = [
