@@ -53,15 +53,16 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", **open_kwargs) -> It
 
     Args:
         path: the file to write (created or replaced).
-        mode: "wb" (default) or "w" (text; ``open_kwargs`` such as ``newline=""`` or
-            ``encoding`` go to :func:`os.fdopen`).
+        mode: "wb" (default), "w" (text; ``open_kwargs`` such as ``newline=""`` or
+            ``encoding`` go to :func:`os.fdopen`) or "w+b" (binary, readable too: for
+            writers that seek back and read, such as ``h5py.File(f, "w")``).
 
     Yields the open file object. On a normal exit the data is fsynced and the file
     renamed to ``path``; on any exception the temporary file is deleted and ``path`` is
     untouched.
     """
-    if mode not in ("w", "wb"):
-        raise ValueError(f"atomic_write writes whole files: mode must be 'w' or 'wb', got {mode!r}")
+    if mode not in ("w", "wb", "w+b"):
+        raise ValueError(f"atomic_write writes whole files: mode must be 'w', 'wb' or 'w+b', got {mode!r}")
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)

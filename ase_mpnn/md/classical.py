@@ -45,9 +45,9 @@ from ase.md.verlet import VelocityVerlet
 
 from ..atomic_file import atomic_write
 from ..resume import CheckpointError, calculator_fingerprint, plain_settings
+from ..rng_state import restore_rng, rng_state_json
 from .guards import BlowUpGuard, check_md_settings, warn_large_timestep
 from .recorder import MDRecorder
-from .rng_state import restore_rng, rng_state_json
 from .run_loop import check_run_arguments, run_with_checkpoints
 
 CHECKPOINT_VERSION = 1

@@ -46,7 +46,6 @@ as it was.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -54,6 +53,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from ..atomic_file import atomic_write
 from ..model.properties import PROPERTY_TABLE
 
 try:
@@ -256,25 +256,18 @@ def _rewrite_complete(path: str) -> None:
     with h5py.File(path, "r", libver="latest", swmr=True) as src:
         static = _static_names(src)
         n = _complete_frames(src, static)
-        fd, tmp = tempfile.mkstemp(suffix=".h5", dir=os.path.dirname(os.path.abspath(path)))
-        os.close(fd)
-        try:
-            with h5py.File(tmp, "w", libver="latest") as dst:
-                dst.attrs.update(dict(src.attrs))
-                for name, ds in src.items():
-                    if name == COMMITTED:
-                        continue
-                    if name in static:
-                        out = dst.create_dataset(name, data=ds[()])
-                    else:
-                        out = dst.create_dataset(name, data=ds[:n], maxshape=(None,) + ds.shape[1:],
-                                                 chunks=ds.chunks)
-                    out.attrs.update(dict(ds.attrs))
-                dst.create_dataset(COMMITTED, data=np.array([n], dtype=np.int64))
-        except BaseException:
-            os.unlink(tmp)
-            raise
-    os.replace(tmp, path)
+        # Replaces the file only once the copy is complete (atomic_write: a kill leaves it as it was).
+        with atomic_write(path, "w+b") as f, h5py.File(f, "w", libver="latest") as dst:
+            dst.attrs.update(dict(src.attrs))
+            for name, ds in src.items():
+                if name == COMMITTED:
+                    continue
+                if name in static:
+                    out = dst.create_dataset(name, data=ds[()])
+                else:
+                    out = dst.create_dataset(name, data=ds[:n], maxshape=(None,) + ds.shape[1:], chunks=ds.chunks)
+                out.attrs.update(dict(ds.attrs))
+            dst.create_dataset(COMMITTED, data=np.array([n], dtype=np.int64))
 
 
 class FrameFile:

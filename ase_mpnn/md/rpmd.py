@@ -56,7 +56,7 @@ from ase import Atoms, units
 
 from ..atomic_file import atomic_write
 from ..resume import CheckpointError, calculator_fingerprint, check_settings, plain_settings
-from .rng_state import generator_from_state, rng_state_json
+from ..rng_state import generator_from_state, rng_state_json
 
 __all__ = ["HBAR", "RingPolymerMD", "RingPolymerState", "normal_mode_frequencies", "normal_mode_matrix"]
 

@@ -57,6 +57,7 @@ from ..model.properties import computable
 from ..model.zoo import build_model
 from ..output_paths import check_outputs
 from ..resume import CheckpointError, check_settings, file_fingerprint, plain_settings
+from ..rng_state import restore_rng, rng_state_json
 from .config_checks import check_training_numbers
 from .data import (
     LABELS,
@@ -467,7 +468,7 @@ def train(config: TrainConfig, progress: bool = True, fresh: bool = False) -> At
                 f"species or cutoff changed? {first}). Restore the config of that run, or train from the start "
                 "with ase-mpnn train --fresh (train(config, fresh=True))"
             ) from None
-        rng.bit_generator.state = json.loads(saved["numpy_rng"])
+        restore_rng(rng, saved["numpy_rng"], str(checkpoint_path))
         torch.set_rng_state(saved["torch_rng"])
         best_weights = saved["best_weights"]
         state = json.loads(saved["state"])
@@ -591,7 +592,7 @@ def _write_checkpoint(path: Path, model, ema, optimizer, scheduler, rng, best_we
         "ema": ema.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
-        "numpy_rng": json.dumps(rng.bit_generator.state),
+        "numpy_rng": rng_state_json(rng),
         "torch_rng": torch.get_rng_state(),
         "best_weights": best_weights,
         "state": json.dumps(state),

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..resume import CheckpointError
+from .resume import CheckpointError
 
 #: Bit generators a checkpoint may name (numpy's own).
 BIT_GENERATORS = ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937")
