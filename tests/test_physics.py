@@ -131,7 +131,12 @@ def test_frozen_model_caches_isolated_atoms_exactly(architecture):
     assert abs(second - first) > 1e-6
     frozen.load_state_dict(make_model(architecture, seed=5).state_dict())
     trainable.load_state_dict(make_model(architecture, seed=5).state_dict())
-    assert abs(agree() - second) > 1e-6
+    third = agree()
+    assert abs(third - second) > 1e-6
+    # A replaced representation (the cache keeps its own list of parameters).
+    frozen.representation = make_model(architecture, seed=6).representation.requires_grad_(False)
+    trainable.representation = make_model(architecture, seed=6).representation
+    assert abs(agree() - third) > 1e-6
     for z, e0 in zip(frozen.species, frozen.atomic_energies.numpy()):
         single = Atoms(numbers=[z], positions=[[0.0, 0.0, 0.0]])
         assert predict(frozen, single, ("energy",))["energy"] == pytest.approx(e0, abs=1e-12)

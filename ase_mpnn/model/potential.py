@@ -121,9 +121,15 @@ class AtomisticModel(nn.Module):
         self.bond_polarizability = BondPolarizability(n_features, cutoff)
         self.vector_head = VectorReadout(n_features, 2) if representation.has_vectors else None
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, (nn.Module, nn.Parameter)):
+            self.__dict__.pop("_parameter_list", None)  # a new submodule: other parameters
+        super().__setattr__(name, value)
+
     def _apply(self, fn, recurse=True):
         # Reference energies stay float64 whatever the model's dtype: a float32 total of
         # −2080 eV (one water) would be rounded to 0.1 meV.
+        self.__dict__.pop("_parameter_list", None)
         super()._apply(fn, recurse)
         for name in _FLOAT64_BUFFERS:
             self._buffers[name] = self._buffers[name].to(torch.float64)
@@ -346,7 +352,11 @@ class AtomisticModel(nn.Module):
         storage and in-place version counter, so optimizer steps, ``load_state_dict`` and
         ``.to()`` all invalidate it.
         """
-        parameters = list(self.parameters())
+        # The parameter list is cached too (walking the module tree is most of the cost of
+        # this check for a small molecule); _apply drops it, in-place updates bump _version.
+        parameters = self.__dict__.get("_parameter_list")
+        if parameters is None:
+            parameters = self.__dict__["_parameter_list"] = list(self.parameters())
         if any(p.requires_grad for p in parameters):
             return None
         key = tuple((p.data_ptr(), p._version, p.dtype) for p in parameters)
