@@ -1,0 +1,148 @@
+"""What every anchor worker shares: the JSON-lines loop, structures, MD-like steps, timing.
+
+A worker is started by ``bench_anchors.py`` as ``PYTHON worker_X.py`` (PYTHON: the
+interpreter of the environment that has code X). It reads one JSON object per line on
+stdin and answers with one JSON object per line on stdout:
+
+* ``{"cmd": "hello", "threads": N}`` sets torch's threads; answers the versions.
+* ``{"cmd": "load", "key": K, "arch": "painn" | "mace", "mode": "calc" | "bare",
+  "structure": {"numbers", "positions", "cell", "pbc"}}`` builds the work ``K``;
+  answers the number of directed pairs (edges), the energy and max |force| once.
+* ``{"cmd": "time", "key": K, "calls": n}`` runs ``n`` timed calls of ``K`` and answers
+  their wall times in seconds (``time.perf_counter`` around the call only).
+* ``{"cmd": "drop", "key": K}`` frees ``K``; ``{"cmd": "quit"}`` ends the worker.
+
+"calc" works are ASE calls ``atoms.get_potential_energy(); atoms.get_forces()`` through
+the code's own ASE calculator along an MD-like sequence: before every call (outside the
+timed region) each atom moves 0.005 Å in a random direction, from a fixed seed, so the
+calculator has to compute anew each call. "bare" works call the model on inputs built
+once (graph / batch / input dict), energy and forces by autograd.
+
+Errors are answered as ``{"error": "..."}``. Anything the libraries print goes to
+stderr: stdout carries the protocol only.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported
+
+import json
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Callable
+
+import numpy as np
+
+# The protocol's own copy of stdout; everything else written to fd 1 (Python or C level,
+# e.g. notes printed by a library at import) goes to stderr. Workers import this module
+# before anything else.
+PROTO = os.fdopen(os.dup(1), "w", buffering=1)
+os.dup2(2, 1)
+sys.stdout = sys.stderr
+
+STEP = 0.005  # Å per atom per call in "calc" works
+SEED = 1
+
+
+def atoms_from_json(d: dict):
+    from ase import Atoms
+
+    return Atoms(
+        numbers=d["numbers"], positions=np.array(d["positions"], dtype=float),
+        cell=np.array(d["cell"], dtype=float), pbc=d["pbc"],
+    )
+
+
+class MDLikeCalls:
+    """Times ``atoms.get_potential_energy(); atoms.get_forces()`` with ``calc``, moving
+    every atom ``STEP`` Å in a random direction before each call (not timed)."""
+
+    def __init__(self, atoms, calc):
+        self.atoms = atoms.copy()
+        self.atoms.calc = calc
+        self.rng = np.random.default_rng(SEED)
+
+    def first(self) -> tuple[float, float]:
+        energy = float(self.atoms.get_potential_energy())
+        forces = np.asarray(self.atoms.get_forces())
+        return energy, float(np.abs(forces).max())
+
+    def timed(self) -> float:
+        step = self.rng.normal(size=(len(self.atoms), 3))
+        self.atoms.positions += STEP * step / np.linalg.norm(step, axis=1, keepdims=True)
+        start = time.perf_counter()
+        self.atoms.get_potential_energy()
+        self.atoms.get_forces()
+        return time.perf_counter() - start
+
+
+class BareCalls:
+    """Times ``run()``, a model call on prebuilt inputs; ``run`` returns (energy, forces)."""
+
+    def __init__(self, run: Callable[[], tuple]):
+        self.run = run
+
+    def first(self) -> tuple[float, float]:
+        energy, forces = self.run()
+        return float(np.asarray(energy.detach()).sum()), float(forces.detach().abs().max())
+
+    def timed(self) -> float:
+        start = time.perf_counter()
+        self.run()
+        return time.perf_counter() - start
+
+
+def serve(name: str, build: Callable[[str, str, object], tuple[object, int]],
+          versions: Callable[[], dict]) -> None:
+    """Answer the protocol above. ``build(arch, mode, atoms)`` returns (work, n_edges)
+    where work has ``first()`` and ``timed()``."""
+    import torch
+
+    works: dict[str, object] = {}
+
+    def answer(obj: dict) -> None:
+        PROTO.write(json.dumps(obj) + "\n")
+        PROTO.flush()
+
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            msg = json.loads(line)
+            cmd = msg["cmd"]
+            if cmd == "hello":
+                torch.set_num_threads(int(msg["threads"]))
+                answer({
+                    "name": name, "python": platform.python_version(),
+                    "torch": torch.__version__, "threads": torch.get_num_threads(),
+                    "interop_threads": torch.get_num_interop_threads(),
+                    "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
+                    "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+                    **versions(),
+                })
+            elif cmd == "load":
+                atoms = atoms_from_json(msg["structure"])
+                work, n_edges = build(msg["arch"], msg["mode"], atoms)
+                energy, fmax = work.first()
+                if not (np.isfinite(energy) and np.isfinite(fmax)):
+                    raise RuntimeError(f"non-finite result: energy {energy}, max |F| {fmax}")
+                works[msg["key"]] = work
+                answer({"key": msg["key"], "edges": int(n_edges), "energy": energy, "fmax": fmax})
+            elif cmd == "time":
+                work = works[msg["key"]]
+                answer({"key": msg["key"], "times": [work.timed() for _ in range(int(msg["calls"]))]})
+            elif cmd == "drop":
+                works.pop(msg["key"], None)
+                answer({"key": msg["key"], "dropped": True})
+            elif cmd == "quit":
+                answer({"bye": True})
+                break
+            else:
+                raise ValueError(f"unknown command {cmd!r}")
+        except Exception as exc:  # noqa: BLE001 (answered: the driver says which work failed)
+            traceback.print_exc()
+            answer({"error": f"{type(exc).__name__}: {exc}"})
