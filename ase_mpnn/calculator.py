@@ -48,8 +48,9 @@ from .model.properties import (
 register_polarizability()
 
 _ENERGY_LIKE = {"energy", "free_energy", "energies", "forces", "stress"}
-# Committee spreads: "<property>_std" for these properties.
-_SPREAD = ("energy", "forces", "stress", "dipole", "charges", "polarizability")
+# Committee spreads: "<property>_std" for every model property but the per-atom energies
+# (a split of the energy that only its sum defines).
+_SPREAD = tuple(name for name in MODEL_PROPERTIES if name != "energies")
 # Below this many edges a call is a few hundred tiny operations, each slower when it
 # wakes a second thread (one water: 2.1 ms on 1 thread, 2.7 ms on 2 threads).
 _SMALL_GRAPH_EDGES = 500

@@ -18,6 +18,7 @@ import torch
 from ase import Atoms
 
 from ..model.graph import build_graph
+from ..model.properties import MODEL_PROPERTIES, PROPERTY_TABLE
 from .structures import random_crystal, random_molecule, random_rotation
 
 __all__ = [
@@ -35,8 +36,10 @@ __all__ = [
     "predict",
 ]
 
-ALL_PROPERTIES = ("energy", "forces", "stress", "dipole", "charges", "polarizability")
-PER_STRUCTURE = ("energy", "stress", "dipole", "polarizability")
+#: Every property of the table (:mod:`ase_mpnn.model.properties`) but the per-atom energies
+#: (an arbitrary split of the energy): a property added to the table is tested at once.
+ALL_PROPERTIES = tuple(name for name in MODEL_PROPERTIES if name != "energies")
+PER_STRUCTURE = tuple(name for name in ALL_PROPERTIES if not PROPERTY_TABLE[name].per_atom)
 
 
 def predict(model: torch.nn.Module, atoms: Atoms, properties: Sequence[str] = ALL_PROPERTIES) -> dict[str, np.ndarray]:
@@ -64,17 +67,23 @@ def assert_equivariant(model: torch.nn.Module, atoms: Atoms, rotation: np.ndarra
     turned.positions = atoms.positions @ R.T
     turned.cell = atoms.cell.array @ R.T
     out = predict(model, turned)
-    _close(out["energy"], ref["energy"], atol, "energy")
-    _close(out["forces"], ref["forces"] @ R.T, atol, "forces")
-    _close(out["dipole"], R @ ref["dipole"], atol, "dipole")
-    _close(out["polarizability"], R @ ref["polarizability"] @ R.T, atol, "polarizability")
-    _close(out["charges"], ref["charges"], atol, "charges")
-    if atoms.pbc.all():
-        _close(out["stress"], R @ ref["stress"] @ R.T, atol, "stress")
+    for name, value in ref.items():  # by the rank of each property's shape in the table
+        _close(out[name], _rotated(value, R, len(PROPERTY_TABLE[name].shape)), atol, name)
     # The outputs must not be trivially zero or isotropic, or the comparison proves nothing.
     assert np.abs(ref["forces"]).max() > 1e-4, "forces are ~0: the equivariance check proves nothing"
     anisotropy = ref["polarizability"] - np.trace(ref["polarizability"]) / 3 * np.eye(3)
     assert np.abs(anisotropy).max() > 1e-6, "polarizability is isotropic: the check proves nothing"
+
+
+def _rotated(value: np.ndarray, R: np.ndarray, rank: int) -> np.ndarray:
+    """A scalar (rank 0), vector (v → R v) or rank-2 tensor (T → R T Rᵀ), one or one per atom."""
+    if rank == 0:
+        return value
+    if rank == 1:
+        return value @ R.T
+    if rank == 2:
+        return R @ value @ R.T
+    raise ValueError(f"no rotation rule for rank {rank}: add one for the new property")
 
 
 def assert_translation_invariant(model: torch.nn.Module, atoms: Atoms, shift=(1.7, -3.2, 12.5),
@@ -84,9 +93,8 @@ def assert_translation_invariant(model: torch.nn.Module, atoms: Atoms, shift=(1.
     moved = atoms.copy()
     moved.positions += np.asarray(shift, dtype=float)
     out = predict(model, moved)
-    _close(out["energy"], ref["energy"], atol, "energy")
-    for key in ("forces", "dipole", "polarizability", "charges"):
-        _close(out[key], ref[key], atol, key)
+    for name, value in ref.items():
+        _close(out[name], value, atol, name)
 
 
 def assert_permutation_equivariant(model: torch.nn.Module, atoms: Atoms, seed: int = 3, atol: float = 1e-10) -> None:
@@ -94,11 +102,8 @@ def assert_permutation_equivariant(model: torch.nn.Module, atoms: Atoms, seed: i
     ref = predict(model, atoms)
     order = np.random.default_rng(seed).permutation(len(atoms))
     out = predict(model, atoms[order])
-    _close(out["energy"], ref["energy"], atol, "energy")
-    _close(out["forces"], ref["forces"][order], atol, "forces")
-    _close(out["charges"], ref["charges"][order], atol, "charges")
-    _close(out["dipole"], ref["dipole"], atol, "dipole")
-    _close(out["polarizability"], ref["polarizability"], atol, "polarizability")
+    for name, value in ref.items():
+        _close(out[name], value[order] if PROPERTY_TABLE[name].per_atom else value, atol, name)
 
 
 def assert_forces_match_finite_differences(model: torch.nn.Module, atoms: Atoms, h: float = 1e-5,

@@ -54,6 +54,9 @@ class EGNNLayer(nn.Module):
         self.w_i = nn.Linear(F, F)  # φ_e's first layer, receiver part (carries the bias)
         self.w_j = nn.Linear(F, F, bias=False)  # sender part
         self.w_edge = nn.Linear(1 + n_rbf, F, bias=False)  # ‖e‖²/r_c² and RBF part
+        # φ_e = SiLU ∘ Linear ∘ SiLU ∘ (first layer): an MLP whose first layer is split by
+        # input (above) so that W h is computed per atom and gathered, not per edge on a
+        # concatenation; the paper's φ_e ends with an activation, hence no shared MLP here.
         self.message = nn.Sequential(nn.SiLU(), nn.Linear(F, F), nn.SiLU())
         self.edge_out = nn.Linear(F, 2)  # φ_x, φ_t
         self.phi_h = MLP([2 * F, F, F])
