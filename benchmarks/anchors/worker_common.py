@@ -5,11 +5,14 @@ interpreter of the environment that has code X). It reads one JSON object per li
 stdin and answers with one JSON object per line on stdout:
 
 * ``{"cmd": "hello", "threads": N}`` sets torch's threads; answers the versions.
-* ``{"cmd": "load", "key": K, "arch": "painn" | "mace", "mode": "calc" | "bare",
-  "structure": {"numbers", "positions", "cell", "pbc"}}`` builds the work ``K``;
-  answers the number of directed pairs (edges), the energy and max |force| once.
+* ``{"cmd": "load", "key": K, "arch": "painn" | "mace", "mode": "calc" | "bare" |
+  "langevin" | "rpmd", "structure": {"numbers", "positions", "cell", "pbc"},
+  "options": {...}}`` builds the work ``K``; answers the number of directed pairs
+  (edges), the energy and max |force| once. ``options`` (MD works only): ``steps`` per
+  timed call, and for "rpmd" ``n_beads``.
 * ``{"cmd": "time", "key": K, "calls": n}`` runs ``n`` timed calls of ``K`` and answers
-  their wall times in seconds (``time.perf_counter`` around the call only).
+  their wall times in seconds (``time.perf_counter`` around the call only); for MD works
+  each answer is seconds per MD step (the call's time over its ``steps``).
 * ``{"cmd": "drop", "key": K}`` frees ``K``; ``{"cmd": "quit"}`` ends the worker.
 
 "calc" works are ASE calls ``atoms.get_potential_energy(); atoms.get_forces()`` through
@@ -17,6 +20,11 @@ the code's own ASE calculator along an MD-like sequence: before every call (outs
 timed region) each atom moves 0.005 Å in a random direction, from a fixed seed, so the
 calculator has to compute anew each call. "bare" works call the model on inputs built
 once (graph / batch / input dict), energy and forces by autograd.
+
+MD works ("langevin", "rpmd") run MD steps with the code's own integrator, from one
+start (positions and thermalized momenta from fixed seeds), each timed call continuing
+the same trajectory; the settings are the constants below (LANGEVIN_*, RPMD_*), the
+same in every worker.
 
 Errors are answered as ``{"error": "..."}``. Anything the libraries print goes to
 stderr: stdout carries the protocol only.
@@ -46,6 +54,13 @@ sys.stdout = sys.stderr
 
 STEP = 0.005  # Å per atom per call in "calc" works
 SEED = 1
+
+# MD works: the same settings in every worker.
+TEMPERATURE_K = 300.0
+LANGEVIN_DT_FS = 0.5
+LANGEVIN_FRICTION_PER_FS = 0.01  # γ = 0.01 / fs
+RPMD_DT_FS = 0.25
+RPMD_CENTROID_TAU_FS = 100.0  # PILE-L: centroid friction 1/τ; internal modes γ_k = 2 ω_k
 
 
 def atoms_from_json(d: dict):
@@ -96,9 +111,54 @@ class BareCalls:
         return time.perf_counter() - start
 
 
-def serve(name: str, build: Callable[[str, str, object], tuple[object, int]],
+class MDSteps:
+    """Times ``advance(steps)`` (``steps`` MD steps of one continuing trajectory) and
+    answers seconds per step. ``state()`` returns (energy, max |force|) at the current
+    step. ``fixed_cost``, when given, is a call that ``advance`` makes once on top of its
+    steps (schnetpack's ``Simulator.simulate`` computes the forces anew at its start):
+    it is timed on its own just before each timed run and subtracted."""
+
+    def __init__(self, advance: Callable[[int], object], steps: int,
+                 state: Callable[[], tuple[float, float]], fixed_cost: Callable[[], object] | None = None):
+        if steps < 1:
+            raise ValueError(f"steps per timed call must be >= 1, got {steps}")
+        self.advance, self.steps, self.state, self.fixed_cost = advance, int(steps), state, fixed_cost
+
+    def first(self) -> tuple[float, float]:
+        return self.state()
+
+    def timed(self) -> float:
+        extra = 0.0
+        if self.fixed_cost is not None:
+            start = time.perf_counter()
+            self.fixed_cost()
+            extra = time.perf_counter() - start
+        start = time.perf_counter()
+        self.advance(self.steps)
+        return (time.perf_counter() - start - extra) / self.steps
+
+
+def thermalized(atoms, seed: int = SEED):
+    """A copy of ``atoms`` with Maxwell-Boltzmann momenta at TEMPERATURE_K (fixed seed)."""
+    try:  # ASE >= 3.27
+        from ase.md.velocitydistribution import thermalize_momenta as thermalize
+    except ImportError:  # older ASE
+        from ase.md.velocitydistribution import MaxwellBoltzmannDistribution as thermalize
+    atoms = atoms.copy()
+    thermalize(atoms, temperature_K=TEMPERATURE_K, rng=np.random.default_rng(seed))
+    return atoms
+
+
+def ase_md_state(atoms) -> Callable[[], tuple[float, float]]:
+    def state() -> tuple[float, float]:
+        return float(atoms.get_potential_energy()), float(np.abs(atoms.get_forces()).max())
+
+    return state
+
+
+def serve(name: str, build: Callable[[str, str, object, dict], tuple[object, int]],
           versions: Callable[[], dict]) -> None:
-    """Answer the protocol above. ``build(arch, mode, atoms)`` returns (work, n_edges)
+    """Answer the protocol above. ``build(arch, mode, atoms, options)`` returns (work, n_edges)
     where work has ``first()`` and ``timed()``."""
     import torch
 
@@ -126,7 +186,7 @@ def serve(name: str, build: Callable[[str, str, object], tuple[object, int]],
                 })
             elif cmd == "load":
                 atoms = atoms_from_json(msg["structure"])
-                work, n_edges = build(msg["arch"], msg["mode"], atoms)
+                work, n_edges = build(msg["arch"], msg["mode"], atoms, msg.get("options") or {})
                 energy, fmax = work.first()
                 if not (np.isfinite(energy) and np.isfinite(fmax)):
                     raise RuntimeError(f"non-finite result: energy {energy}, max |F| {fmax}")

@@ -70,7 +70,7 @@ def make_model():
     return model.to(torch.float32).eval()
 
 
-def build(arch: str, mode: str, atoms):
+def build(arch: str, mode: str, atoms, options: dict | None = None):
     if arch != "mace":
         raise ValueError(f"the mace worker has MACE only, not {arch!r}")
     model = make_model()

@@ -11,6 +11,18 @@ OMP_WAIT_POLICY, the same MD-like steps.
   "auto" would use one thread for graphs under 500 edges, e.g. one molecule).
 * bare: ``model(graph, ("energy", "forces"))`` on a graph built once with
   ``ase_mpnn.build_graph``, the calculator's frozen float32 copy of the model.
+* langevin: ``ase_mpnn.md.langevin(atoms, 300 K, 0.5 fs, 0.01/fs, seed)``, which is
+  ASE's own ``ase.md.langevin.Langevin(timestep=0.5 * fs, temperature_K=300,
+  friction=0.01 / fs, fixcm=False, rng=Generator)``, with the calculator above; momenta
+  thermalized at 300 K from a fixed seed. A timed call is ``dyn.run(steps)``.
+* rpmd: ``ase_mpnn.md.RingPolymerMD(atoms, calculator, n_beads, 300 K, 0.25 fs,
+  thermostat="pile_l", tau=100 fs, seed=0, observables=())`` with the calculator above:
+  all beads in one batched ``predict`` call per step (one graph of n_beads copies of the
+  molecule), one Verlet list per bead (skin 0.5 Å). Forces only. A timed call is
+  ``md.run(steps)``.
+
+The model's element list is H and O plus any other element of the structure (C for
+aspirin); the embedding table's size does not change the cost.
 """
 
 from __future__ import annotations
@@ -21,6 +33,7 @@ from __future__ import annotations
 import worker_common
 # isort: on
 
+import numpy as np
 import torch
 
 import ase_mpnn
@@ -28,29 +41,62 @@ import ase_mpnn
 CUTOFF = 5.0
 
 
-def make_model(arch: str):
+def make_model(arch: str, elements: list[str]):
     torch.manual_seed(0)
     if arch == "painn":
-        return ase_mpnn.build_model("painn", ["H", "O"], cutoff=CUTOFF, n_features=128,
+        return ase_mpnn.build_model("painn", elements, cutoff=CUTOFF, n_features=128,
                                     n_interactions=3, n_rbf=20)
     if arch == "mace":
         # 64x0e + 64x1o hidden (n_channels 64, l_max_hidden 1), spherical harmonics up to
         # l = 3, correlation 3, 2 layers, 8 Bessel functions; radial MLP 3 x 64 (default).
-        return ase_mpnn.build_model("mace", ["H", "O"], cutoff=CUTOFF, n_channels=64,
+        return ase_mpnn.build_model("mace", elements, cutoff=CUTOFF, n_channels=64,
                                     l_max_hidden=1, l_max_sh=3, correlation=3, n_layers=2,
                                     n_rbf=8)
     raise ValueError(f"unknown arch {arch!r}")
 
 
-_models: dict[str, object] = {}
+_models: dict[tuple, object] = {}
 
 
-def build(arch: str, mode: str, atoms):
-    if arch not in _models:
-        _models[arch] = make_model(arch)
-    calc = ase_mpnn.MPNNCalculator(_models[arch], dtype=torch.float32, num_threads=None)
+def elements_of(atoms) -> list[str]:
+    from ase.data import atomic_numbers
+
+    return sorted({"H", "O", *atoms.get_chemical_symbols()}, key=atomic_numbers.get)
+
+
+def build(arch: str, mode: str, atoms, options: dict | None = None):
+    options = options or {}
+    elements = elements_of(atoms)
+    if (arch, *elements) not in _models:
+        _models[(arch, *elements)] = make_model(arch, elements)
+    calc = ase_mpnn.MPNNCalculator(_models[(arch, *elements)], dtype=torch.float32, num_threads=None)
     graph = ase_mpnn.build_graph([atoms], calc.model.cutoff, dtype=torch.float32)
     n_edges = graph.edge_index.shape[1]
+    if mode == "langevin":
+        from ase_mpnn.md import langevin
+
+        moving = worker_common.thermalized(atoms)
+        moving.calc = calc
+        dyn = langevin(moving, worker_common.TEMPERATURE_K, worker_common.LANGEVIN_DT_FS,
+                       worker_common.LANGEVIN_FRICTION_PER_FS, seed=worker_common.SEED + 1)
+        return worker_common.MDSteps(dyn.run, options["steps"], worker_common.ase_md_state(moving)), n_edges
+    if mode == "rpmd":
+        from ase import units
+
+        from ase_mpnn.md import RingPolymerMD
+
+        n_beads = int(options["n_beads"])
+        md = RingPolymerMD(atoms, calc, n_beads=n_beads, temperature_K=worker_common.TEMPERATURE_K,
+                           timestep=worker_common.RPMD_DT_FS * units.fs, thermostat="pile_l",
+                           tau=worker_common.RPMD_CENTROID_TAU_FS * units.fs, seed=0, observables=())
+        if not md.batched:
+            raise RuntimeError("RingPolymerMD did not take the batched path")
+        md.run(0)  # the first forces
+
+        def state() -> tuple[float, float]:
+            return float(md.potential_energy), float(np.abs(md.bead_forces).max())
+
+        return worker_common.MDSteps(md.run, options["steps"], state), n_beads * n_edges
     if mode == "calc":
         return worker_common.MDLikeCalls(atoms, calc), n_edges
     if mode == "bare":
