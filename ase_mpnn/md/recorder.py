@@ -105,7 +105,7 @@ class MDRecorder(FrameRecorder):
             recorded step costs no extra model evaluation, through a request made with
             the calculator's ``computing`` (MPNNCalculator; other calculators are left
             alone). With a known dynamics only the force calls that precede a recorded
-            frame ask for more; :meth:`close` restores the setting.
+            frame ask for more; :meth:`close` withdraws the request.
         flush_interval_s: frames are written to the file in blocks, at most this many
             seconds of wall time apart, and on :meth:`flush` and :meth:`close`
             (0: every frame is written and flushed at once). A kill loses at most the
@@ -180,7 +180,7 @@ class MDRecorder(FrameRecorder):
         self._next_step = self.last_step + self.interval if self.n_frames else 0
 
     def close(self) -> None:
-        """Write buffered frames, close the file, restore the calculator, leave the dynamics' observers."""
+        """Write buffered frames, close the file, withdraw the calculator request, leave the dynamics' observers."""
         if self._prefetch is not None:
             self._prefetch.close()
             self._prefetch = None

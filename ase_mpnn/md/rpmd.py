@@ -66,7 +66,6 @@ THERMOSTATS = ("pile_l", "pile_g", "trpmd", None)
 PROPAGATORS = ("exact", "cayley")
 _OBSERVABLES = ("dipole", "polarizability")
 _CHECKPOINT_FORMAT = "ase_mpnn.rpmd/1"
-# Bit generators a checkpoint may name (never an arbitrary attribute of numpy.random).
 
 
 def normal_mode_matrix(n_beads: int) -> np.ndarray:
