@@ -115,6 +115,13 @@ class MPNNCalculator(Calculator):
             call). "auto": one thread for small graphs (under 500 edges: a few atoms),
             where waking more threads costs more than it gains, torch's setting
             otherwise. None: never touch torch's setting.
+        compile: compile the model's representation with ``torch.compile`` (dynamic
+            shapes) on first use. It pays for small molecules, whose calls are hundreds
+            of tiny operations: one water with PaiNN 128×3 takes 0.98 instead of 1.45 ms
+            per model call on one thread, and ASE Langevin runs at ~670 instead of ~490
+            steps/s, after 15–25 s of compiling on first use (a C++ compiler is needed).
+            It does not pay for large graphs (192-atom water box: 149 against 120 ms per
+            call), and is for single models only (not committees).
 
     Units: eV, Å, e; dipole e·Å; stress eV/Å³ (Voigt order); polarizability e²Å²/eV
     (ASE's convention: × 14.3996 for Å³).
@@ -131,6 +138,7 @@ class MPNNCalculator(Calculator):
         forces_with_energy: bool = True,
         num_threads: int | str | None = "auto",
         also_compute: Sequence[str] = (),
+        compile: bool = False,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -142,6 +150,10 @@ class MPNNCalculator(Calculator):
         self.members = [_frozen_member(m, device, dtype) for m in given]
         model = self.members[0]
         _check_committee(self.members, given)
+        if compile:
+            if len(self.members) > 1:
+                raise ValueError("compile=True is for a single model, not a committee")
+            model.compile_representation()
         # Members differing only in their weights run as one batched pass.
         self._stacked = StackedCommittee(self.members) if stackable(self.members) else None
         self.model = model

@@ -270,7 +270,7 @@ def _md(args: argparse.Namespace) -> int:
     check_outputs(inputs={"structure": args.structure, "model": args.model},
                   outputs={"record (-o)": args.output, "checkpoint": checkpoint})
     atoms = read_structures(args.structure)
-    atoms.calc = MPNNCalculator(args.model, device=args.device, dtype=torch_dtype(args.dtype))
+    atoms.calc = MPNNCalculator(args.model, device=args.device, dtype=torch_dtype(args.dtype), compile=args.compile)
     resuming = os.path.exists(checkpoint) and not args.restart
     if not resuming:  # a resumed run takes its atoms and momenta from the checkpoint
         start_md(atoms, args)
@@ -347,7 +347,7 @@ def _rpmd(args: argparse.Namespace) -> int:
     checkpoint = args.checkpoint or f"{args.output}.checkpoint.npz"
     check_outputs(inputs={"structure": args.structure, "model": args.model},
                   outputs={"record (-o)": args.output, "checkpoint": checkpoint})
-    calc = MPNNCalculator(args.model, device=args.device, dtype=torch_dtype(args.dtype))
+    calc = MPNNCalculator(args.model, device=args.device, dtype=torch_dtype(args.dtype), compile=args.compile)
     resuming = os.path.exists(checkpoint) and not args.restart
     # What the checkpoint cannot tell from the run itself: stored, and compared on resume.
     settings = {"seed": args.seed, "structure": file_fingerprint(args.structure)}
@@ -579,6 +579,9 @@ def add_run_control(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--restart", action="store_true", help="discard an existing checkpoint and start the run "
                         "afresh, replacing the record (a resumed run must have the checkpoint's settings)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the model's representation: ~1.4x faster MD of a small molecule "
+                             "after 15-25 s of compiling (needs a C++ compiler); no gain for large systems")
 
 
 def add_device_dtype(parser: argparse.ArgumentParser, dtype: str) -> None:

@@ -526,3 +526,24 @@ def test_computing_adds_properties_while_its_request_is_active(painn):
     assert "dipole" not in calls[2] and calc._requests == []  # withdrawn at the end of the block
     with pytest.raises(ValueError, match="computing: unknown properties"):
         calc.computing("dipoles")
+
+
+def test_compiled_representation_gives_the_same_results():
+    """compile=True (torch.compile of the representation) changes speed, not results; files are unchanged."""
+    from conftest import make_model
+
+    model = make_model("painn")
+    eager = MPNNCalculator(model, dtype=F64)
+    compiled = MPNNCalculator(model, dtype=F64, compile=True)
+    box = molecule("H2O")
+    box.set_cell([3.3, 3.1, 3.6])
+    box.pbc = True
+    properties = ("energy", "forces", "stress", "dipole", "polarizability")
+    for atoms in (molecule("H2O"), molecule("H2O2"), box):  # new sizes: dynamic shapes, no new compile
+        a, b = eager.predict([atoms], properties)[0], compiled.predict([atoms], properties)[0]
+        for name in a:
+            np.testing.assert_allclose(b[name], a[name], rtol=1e-10, atol=1e-12, err_msg=name)
+    assert "_compiled_representation" in compiled.model.__dict__
+    assert set(compiled.model.state_dict()) == set(eager.model.state_dict())
+    with pytest.raises(ValueError, match="single model"):
+        MPNNCalculator([model, model], compile=True)

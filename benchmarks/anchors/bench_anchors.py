@@ -346,7 +346,12 @@ def main() -> None:
                         help="run only these rows: comma-separated row names or shell patterns, "
                              "e.g. 'painn-langevin-*,painn-rpmd*' (see --list)")
     parser.add_argument("--list", action="store_true", help="print the row names and exit")
+    parser.add_argument("--compile", action="store_true",
+                        help="ours with MPNNCalculator(compile=True) (torch.compile of the representation; "
+                             "compiled during the warm-up calls, which are not timed)")
     args = parser.parse_args()
+    if args.compile:
+        os.environ["ASE_MPNN_BENCH_COMPILE"] = "1"  # read by worker_ours.py
 
     if args.list:
         for w in plan(args.quick):
@@ -418,6 +423,7 @@ def main() -> None:
     cmd = "python benchmarks/anchors/bench_anchors.py" + (f" --threads {args.threads}" if args.threads != 2 else "")
     cmd += " --quick" if args.quick else ""
     cmd += f" --only '{args.only}'" if args.only else ""
+    cmd += " --compile" if args.compile else ""
     print(f"Command: `{cmd}`{' (--quick: not numbers to quote)' if args.quick else ''}")
     print(f"Date: {started:%Y-%m-%d %H:%M} UTC; run took {elapsed:.0f} s")
     print(f"Machine: {cpu_model()}, os.cpu_count() = {os.cpu_count()}, {platform.system()} {platform.release()}")

@@ -33,6 +33,8 @@ from __future__ import annotations
 import worker_common
 # isort: on
 
+import os
+
 import numpy as np
 import torch
 
@@ -69,7 +71,10 @@ def build(arch: str, mode: str, atoms, options: dict | None = None):
     elements = elements_of(atoms)
     if (arch, *elements) not in _models:
         _models[(arch, *elements)] = make_model(arch, elements)
-    calc = ase_mpnn.MPNNCalculator(_models[(arch, *elements)], dtype=torch.float32, num_threads=None)
+    # bench_anchors.py --compile: the representation through torch.compile (MD and call rows)
+    compiled = os.environ.get("ASE_MPNN_BENCH_COMPILE") == "1"
+    calc = ase_mpnn.MPNNCalculator(_models[(arch, *elements)], dtype=torch.float32, num_threads=None,
+                                   compile=compiled)
     graph = ase_mpnn.build_graph([atoms], calc.model.cutoff, dtype=torch.float32)
     n_edges = graph.edge_index.shape[1]
     if mode == "langevin":
