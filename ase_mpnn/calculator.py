@@ -121,7 +121,8 @@ class MPNNCalculator(Calculator):
             per model call on one thread, and ASE Langevin runs at ~670 instead of ~490
             steps/s, after 15–25 s of compiling on first use (a C++ compiler is needed).
             It does not pay for large graphs (192-atom water box: 149 against 120 ms per
-            call), and is for single models only (not committees).
+            call), and is for single models of PaiNN, SchNet, BPNN or EGNN (not committees;
+            torch.compile cannot trace the e3nn-based architectures).
 
     Units: eV, Å, e; dipole e·Å; stress eV/Å³ (Voigt order); polarizability e²Å²/eV
     (ASE's convention: × 14.3996 for Å³).

@@ -547,3 +547,5 @@ def test_compiled_representation_gives_the_same_results():
     assert set(compiled.model.state_dict()) == set(eager.model.state_dict())
     with pytest.raises(ValueError, match="single model"):
         MPNNCalculator([model, model], compile=True)
+    with pytest.raises(ValueError, match="does not work for nequip.*works for painn"):
+        MPNNCalculator(make_model("nequip"), compile=True)

@@ -143,6 +143,9 @@ class AtomisticModel(nn.Module):
         128×3: 1.5× faster energy + forces on one thread) and not for large ones; see
         ``MPNNCalculator(compile=True)``. Inference only: training does not use it.
         """
+        if not getattr(self.representation, "compilable", False):
+            raise ValueError(f"compile=True does not work for {self.architecture}: torch.compile cannot trace its "
+                             "e3nn blocks; it works for painn, schnet, bpnn and egnn (and pays for small molecules)")
         self.__dict__["_compiled_representation"] = torch.compile(self.representation, dynamic=True)
 
     @property

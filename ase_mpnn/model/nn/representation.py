@@ -44,6 +44,8 @@ class Representation(nn.Module):
 
     n_features: int
     has_vectors: bool = False
+    #: Whether ``torch.compile`` can trace it (``AtomisticModel.compile_representation``).
+    compilable: bool = True
 
     def forward(self, species: torch.Tensor, edge_index: torch.Tensor, vectors: torch.Tensor,
                 lengths: torch.Tensor) -> Features:
@@ -52,6 +54,9 @@ class Representation(nn.Module):
 
 class E3nnRepresentation(Representation):
     """A representation built from e3nn blocks: exact coupling constants and edge harmonics."""
+
+    # torch.compile (2.13) fails inside e3nn 0.5 (its Irreps objects cannot be traced).
+    compilable = False
 
     def __init__(self) -> None:
         super().__init__()
