@@ -115,11 +115,12 @@ class MPNNCalculator(Calculator):
             call). "auto": one thread for small graphs (under 500 edges: a few atoms),
             where waking more threads costs more than it gains, torch's setting
             otherwise. None: never touch torch's setting.
-        compile: compile the model's representation with ``torch.compile`` (dynamic
-            shapes) on first use. It pays for small molecules, whose calls are hundreds
-            of tiny operations: one water with PaiNN 128×3 takes 0.98 instead of 1.45 ms
-            per model call on one thread, and ASE Langevin runs at ~670 instead of ~490
-            steps/s, after 15–25 s of compiling on first use (a C++ compiler is needed).
+        compile: compile the model's representation and scalar read-out with
+            ``torch.compile`` (dynamic shapes) on first use. It pays for small molecules,
+            whose calls are hundreds of tiny operations: one water with PaiNN 128×3 takes
+            0.85 instead of 1.45 ms per model call on one thread, and ASE Langevin runs at
+            ~650 instead of ~450–490 steps/s, after 15–25 s of compiling on first use (a
+            C++ compiler is needed).
             It does not pay for large graphs (192-atom water box: 149 against 120 ms per
             call), and is for single models of PaiNN, SchNet, BPNN or EGNN (not committees;
             torch.compile cannot trace the e3nn-based architectures).

@@ -543,7 +543,7 @@ def test_compiled_representation_gives_the_same_results():
         a, b = eager.predict([atoms], properties)[0], compiled.predict([atoms], properties)[0]
         for name in a:
             np.testing.assert_allclose(b[name], a[name], rtol=1e-10, atol=1e-12, err_msg=name)
-    assert "_compiled_representation" in compiled.model.__dict__
+    assert "_compiled_readout" in compiled.model.__dict__
     assert set(compiled.model.state_dict()) == set(eager.model.state_dict())
     with pytest.raises(ValueError, match="single model"):
         MPNNCalculator([model, model], compile=True)
