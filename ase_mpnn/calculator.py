@@ -117,12 +117,12 @@ class MPNNCalculator(Calculator):
             otherwise. None: never touch torch's setting.
         compile: compile the model's representation and scalar read-out with
             ``torch.compile`` (dynamic shapes) on first use. It pays for small molecules,
-            whose calls are hundreds of tiny operations: one water with PaiNN 128×3 takes
-            0.85 instead of 1.45 ms per model call on one thread, and ASE Langevin runs at
-            ~650 instead of ~450–490 steps/s, after 15–25 s of compiling on first use (a
-            C++ compiler is needed).
-            It does not pay for large graphs (192-atom water box: 149 against 120 ms per
-            call), and is for single models of PaiNN, SchNet, BPNN or EGNN (not committees;
+            whose calls are hundreds of tiny operations: for one water with PaiNN 128×3 on one
+            thread, ASE Langevin runs at 657 instead of 478 steps/s, after 15–25 s of
+            compiling on first use (a C++ compiler is needed). For larger systems it
+            depends on size and threads (192-atom water box: 101 against 201 ms per call on
+            one thread, 159 against 118 ms on two; ``benchmarks/anchors/bench_anchors.py
+            --compile``). For single models of PaiNN, SchNet, BPNN or EGNN (not committees;
             torch.compile cannot trace the e3nn-based architectures).
 
     Units: eV, Å, e; dipole e·Å; stress eV/Å³ (Voigt order); polarizability e²Å²/eV

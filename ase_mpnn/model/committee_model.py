@@ -9,9 +9,9 @@ each member differentiates its own copy of the positions and strain, so
 ``∂(Σ_m E_m)/∂r_m = ∂E_m/∂r_m`` gives every member's forces separately.
 
 The batched pass pays where per-operation overhead dominates, i.e. for small graphs:
-with three PaiNN members (``benchmarks/bench_committee.py``) it is 1.5× faster than the
-members one after another for one water (6 edges), 1.3× for 8 separate waters (48
-edges), even at 120 edges, and slower from ~190 edges on, where vmap's batched
+with three PaiNN members (``benchmarks/bench_committee.py``) it is 1.4× faster than the
+members one after another for one water (6 edges), 1.13× at 78 edges, and slower from a
+few hundred edges on (0.66× at 306, 0.48× for a 192-atom box), where vmap's batched
 gathers and scatters cost more than the overhead saved. The calculator therefore uses it
 up to :data:`ONE_PASS_MAX_EDGES` edges. Members of different architectures cannot be
 stacked (:func:`stackable`); they always run one after another on the same graph.
@@ -30,7 +30,7 @@ from .graph import Graph
 from .potential import AtomisticModel, _periodic_volume
 
 #: Largest graph (edges) the calculator evaluates as one batched pass; larger graphs run
-#: the members one after another (measured crossover 120-190 edges, see above).
+#: the members one after another (bench_committee.py: faster at 78 edges, slower at 306).
 ONE_PASS_MAX_EDGES = 128
 
 
