@@ -54,7 +54,7 @@ def saved(tmp_path):
     "architecture, hyper, defaults",
     [
         ("painn", {"n_features": 16, "n_interactions": 2},
-         {"n_rbf": 20, "low_memory_edges": 50_000, "norm_softening": 1.0}),
+         {"n_rbf": 20, "low_memory_edges": None, "norm_softening": 1.0}),
         ("schnet", {"n_features": 16, "n_interactions": 2, "n_filters": 12},
          {"n_rbf": 20}),
     ],

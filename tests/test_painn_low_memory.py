@@ -1,4 +1,4 @@
-"""PaiNN's low-memory message step equals plain autograd, to second derivatives."""
+"""PaiNN's chunked (low-memory) message step equals plain autograd, to second derivatives."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import ase_mpnn
-from ase_mpnn.model.zoo.painn import LowMemoryMessages, _filters, _messages
+from ase_mpnn.model.zoo import painn
+from ase_mpnn.model.zoo.painn import ChunkedMessages, _filters, _messages
 from ase_mpnn.testing import random_crystal
 from conftest import make_model
 
@@ -27,31 +28,35 @@ def inputs(with_vectors: bool, seed: int = 0):
     return tensors, receiver, sender
 
 
+# 14 edges: chunks of 4 (the last one short), of 14 (exactly one) and of 64 (one, partly empty)
+@pytest.mark.parametrize("chunk", [4, 14, 64])
 @pytest.mark.parametrize("with_vectors", [True, False])
-def test_low_memory_equals_plain_messages(with_vectors):
+def test_low_memory_equals_plain_messages(with_vectors, chunk):
     t, receiver, sender = inputs(with_vectors)
-    ours = LowMemoryMessages.apply(*t.values(), receiver, sender)
+    ours = ChunkedMessages.apply(*t.values(), receiver, sender, chunk)
     filters = _filters(t["radial"], t["fcut"], t["weight"], t["bias"])
     plain = _messages(t["phi"], t["v"], filters, t["unit"], receiver, sender)
     for a, b in zip(ours, plain):
         torch.testing.assert_close(a, b)
 
 
+@pytest.mark.parametrize("chunk", [4, 64])
 @pytest.mark.parametrize("with_vectors", [True, False])
-def test_low_memory_first_and_second_derivatives(with_vectors):
+def test_low_memory_first_and_second_derivatives(with_vectors, chunk):
     t, receiver, sender = inputs(with_vectors, seed=1)
     names = [k for k, x in t.items() if x is not None]
 
     def fn(*tensors):
         args = dict(t, **dict(zip(names, tensors)))
-        return LowMemoryMessages.apply(*args.values(), receiver, sender)
+        return ChunkedMessages.apply(*args.values(), receiver, sender, chunk)
 
     differentiable = tuple(t[k] for k in names)
     assert torch.autograd.gradcheck(fn, differentiable)
     assert torch.autograd.gradgradcheck(fn, differentiable)
 
 
-def test_low_memory_model_equals_plain_model():
+def test_low_memory_model_equals_plain_model(monkeypatch):
+    monkeypatch.setattr(painn, "chunk_edges", lambda n_features, itemsize: 7)  # many chunks, a short last one
     model = make_model("painn")
     crystal = random_crystal(seed=3)
     graph = ase_mpnn.build_graph([crystal], model.cutoff, dtype=torch.float64)
@@ -60,3 +65,17 @@ def test_low_memory_model_equals_plain_model():
     low = model(graph, ("energy", "forces", "stress"))
     for key in plain:
         torch.testing.assert_close(low[key], plain[key], rtol=1e-12, atol=1e-12)
+
+
+def test_chunk_size_follows_width_and_dtype():
+    assert painn.chunk_edges(128, 4) == 512  # (512, 384) float32 temporaries: 768 KiB
+    assert painn.chunk_edges(128, 8) == 256
+    assert painn.chunk_edges(4096, 8) == 64  # never fewer than 64 edges
+
+
+def test_loading_uses_the_current_low_memory_threshold(tmp_path):
+    """The threshold picks a code path: a file's stored value (older files: 50,000) is not used."""
+    model = ase_mpnn.build_model("painn", ["H", "O"], n_features=8, n_interactions=1, low_memory_edges=123)
+    ase_mpnn.save_model(model, tmp_path / "m.pt")
+    default = painn.PaiNN(2, 5.0).low_memory_edges
+    assert ase_mpnn.load_model(tmp_path / "m.pt").representation.low_memory_edges == default

@@ -42,6 +42,12 @@ FORMAT_VERSION = 1
 _LEGACY_HYPERPARAMETERS = {
     "painn": {"norm_softening": 1e-4},
 }
+# Hyperparameters that choose a code path, not the function the model computes: the
+# stored value is dropped on load so that the current default applies (older files
+# stored PaiNN's former low-memory threshold of 50,000 edges).
+_CODE_PATH_HYPERPARAMETERS = {
+    "painn": ("low_memory_edges",),
+}
 _LEGACY_WARNINGS = {
     ("painn", "norm_softening"): (
         "was written before PaiNN's smooth vector norm: it loads with the old near-corner "
@@ -125,6 +131,8 @@ def load_model(
     config = header["config"]
     try:
         hyperparameters = dict(config["hyperparameters"])
+        for key in _CODE_PATH_HYPERPARAMETERS.get(config["architecture"], ()):
+            hyperparameters.pop(key, None)
         for key, value in _LEGACY_HYPERPARAMETERS.get(config["architecture"], {}).items():
             if key not in hyperparameters:
                 hyperparameters[key] = value

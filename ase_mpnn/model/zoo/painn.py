@@ -25,9 +25,10 @@ finite; its curvature of 1e4 per feature unit is a near-corner that shows up as
 spikes of d²E/dx² and force constants that depend on the finite-difference step.
 
 Speed and memory: φ is evaluated per atom and gathered per edge; the v_j term is
-skipped in the first block, where v = 0; for large graphs the message step
-(:class:`LowMemoryMessages`) keeps only per-atom and radial tensors for the backward
-pass, so memory grows like atoms × F rather than edges × 3F × blocks.
+skipped in the first block, where v = 0; for graphs of more than ``low_memory_edges``
+edges the message step (:class:`ChunkedMessages`) walks the edges in cache-sized chunks
+and keeps only per-atom and radial tensors for the backward pass, so memory grows like
+atoms × F rather than edges × 3F × blocks, and the time per atom stays flat.
 """
 
 from __future__ import annotations
@@ -39,17 +40,21 @@ from ..nn import MLP, CosineCutoff, SineRBF, scatter_sum
 from ..nn.representation import Features, Representation
 
 
-def _messages(phi, v, filters, unit, receiver, sender):
-    """Δs_i, Δv_i summed over edges j -> i (see the module docstring); v None means v = 0."""
+def _edge_messages(phi, v, filters, unit, sender):
+    """Per-edge messages (ds, dv) of edges j -> i; v None means v = 0."""
     F = phi.shape[1] // 3
     x = phi.index_select(0, sender) * filters  # (n_edges, 3F)
     ds, dvv, dvs = torch.split(x, F, dim=1)
     dv = unit[:, :, None] * dvs[:, None, :]  # (n_edges, 3, F)
     if v is not None:
         dv = dv + v.index_select(0, sender) * dvv[:, None, :]
-    delta_s = scatter_sum(ds, receiver, phi.shape[0])
-    delta_v = scatter_sum(dv, receiver, phi.shape[0])
-    return delta_s, delta_v
+    return ds, dv
+
+
+def _messages(phi, v, filters, unit, receiver, sender):
+    """Δs_i, Δv_i summed over edges j -> i (see the module docstring); v None means v = 0."""
+    ds, dv = _edge_messages(phi, v, filters, unit, sender)
+    return scatter_sum(ds, receiver, phi.shape[0]), scatter_sum(dv, receiver, phi.shape[0])
 
 
 def _filters(radial, fcut, weight, bias):
@@ -57,54 +62,101 @@ def _filters(radial, fcut, weight, bias):
     return radial @ weight.T + fcut * bias
 
 
-class LowMemoryMessages(torch.autograd.Function):
-    """Filters and messages of one block, saving only per-atom and radial tensors.
+#: Bytes of one (edges × 3F) temporary in the chunked message step. 768 KiB (512 edges of
+#: PaiNN 128 in float32) keeps a chunk's temporaries in a core's L2 cache and far below
+#: glibc's mmap threshold, so they are reused from the heap instead of being mapped,
+#: page-faulted and returned for every operation (benchmarks/bench_scaling.py).
+CHUNK_BYTES = 3 * 2**18
+
+
+def chunk_edges(n_features: int, itemsize: int) -> int:
+    """Edges per chunk of :class:`ChunkedMessages` for this width and element size."""
+    return max(64, CHUNK_BYTES // (3 * n_features * itemsize))
+
+
+class ChunkedMessages(torch.autograd.Function):
+    """Filters and messages of one block, edge chunk by edge chunk, saving only per-atom
+    and radial tensors.
 
     Plain autograd keeps the filters and three (n_edges, 3F) intermediates per block
     until the backward pass: about 23 kB per edge for PaiNN 128×3, more than 20 GB for
-    10,000 water atoms. This Function saves the inputs (per-atom φ(s) and v, the radial
-    basis (n_edges, n_rbf)) and recomputes filters and gathers in backward. Backward is
-    written in differentiable operations, so second derivatives (training on forces)
-    work too.
+    10,000 water atoms, and every one of those large temporaries is a fresh memory
+    mapping that the kernel page-faults in and zeroes. This Function saves the inputs
+    (per-atom φ(s) and v, the radial basis (n_edges, n_rbf)) and, in forward and in
+    backward, walks the edges in chunks of ``chunk`` edges: filters, gathers and
+    messages of one chunk at a time, summed into per-atom results. Temporaries are then
+    a few hundred kB whatever the graph's size, so memory grows like atoms × F +
+    edges × n_rbf and the time per edge stays flat. Backward is written in
+    differentiable operations, so second derivatives (training on forces) work too.
 
     Inputs: phi (n, 3F), v (n, 3, F) or None, radial = e(r) f_c(r) (n_edges, n_rbf),
     fcut (n_edges, 1), weight (3F, n_rbf), bias (3F,), unit (n_edges, 3), receiver,
-    sender (n_edges,). Returns Δs (n, F), Δv (n, 3, F).
+    sender (n_edges,), chunk (edges per chunk). Returns Δs (n, F), Δv (n, 3, F).
     """
 
     @staticmethod
-    def forward(ctx, phi, v, radial, fcut, weight, bias, unit, receiver, sender):
+    def forward(ctx, phi, v, radial, fcut, weight, bias, unit, receiver, sender, chunk):
         ctx.save_for_backward(phi, v, radial, fcut, weight, bias, unit, receiver, sender)
+        ctx.chunk = chunk
+        F = phi.shape[1] // 3
+        delta_s = phi.new_zeros((phi.shape[0], F))
+        delta_v = phi.new_zeros((phi.shape[0], 3, F))
         with torch.no_grad():
-            return _messages(phi, v, _filters(radial, fcut, weight, bias), unit, receiver, sender)
+            for c in _chunks(radial.shape[0], chunk):
+                filters = _filters(radial[c], fcut[c], weight, bias)
+                ds, dv = _edge_messages(phi, v, filters, unit[c], sender[c])
+                delta_s.index_add_(0, receiver[c], ds)
+                delta_v.index_add_(0, receiver[c], dv)
+        return delta_s, delta_v
 
     @staticmethod
     def backward(ctx, grad_s, grad_v):
         phi, v, radial, fcut, weight, bias, unit, receiver, sender = ctx.saved_tensors
         F = phi.shape[1] // 3
-        filters = _filters(radial, fcut, weight, bias)
-        phi_j = phi.index_select(0, sender)
-        x = phi_j * filters
-        dvv, dvs = x[:, F : 2 * F], x[:, 2 * F :]
-        gs = grad_s.index_select(0, receiver)  # (n_edges, F)
-        gv = grad_v.index_select(0, receiver)  # (n_edges, 3, F)
-        grad_dvs = (gv * unit[:, :, None]).sum(dim=1)
-        grad_unit = (gv * dvs[:, None, :]).sum(dim=2)
-        grad_v_in = None
-        if v is None:
-            grad_dvv = torch.zeros_like(gs)
-        else:
-            grad_dvv = (gv * v.index_select(0, sender)).sum(dim=1)
-            grad_v_in = scatter_sum(gv * dvv[:, None, :], sender, v.shape[0])
-        grad_x = torch.cat([gs, grad_dvv, grad_dvs], dim=1)  # (n_edges, 3F)
-        grad_phi = scatter_sum(grad_x * filters, sender, phi.shape[0])
-        grad_filters = grad_x * phi_j
         need = ctx.needs_input_grad
-        grad_radial = grad_filters @ weight if need[2] else None
-        grad_fcut = (grad_filters * bias).sum(dim=1, keepdim=True) if need[3] else None
-        grad_weight = grad_filters.T @ radial if need[4] else None
-        grad_bias = (grad_filters * fcut).sum(dim=0) if need[5] else None
-        return grad_phi, grad_v_in, grad_radial, grad_fcut, grad_weight, grad_bias, grad_unit, None, None
+        # In-place sums into tensors made here are recorded by autograd like any other
+        # operation, so this stays differentiable when backward builds a graph.
+        grad_phi = torch.zeros_like(phi)
+        grad_v_in = None if v is None else torch.zeros_like(v)
+        grad_weight = torch.zeros_like(weight) if need[4] else None
+        grad_bias = torch.zeros_like(bias) if need[5] else None
+        grad_radial, grad_fcut, grad_unit = [], [], []
+        for c in _chunks(radial.shape[0], ctx.chunk):
+            rad, fc, snd = radial[c], fcut[c], sender[c]
+            filters = _filters(rad, fc, weight, bias)
+            phi_j = phi.index_select(0, snd)
+            x = phi_j * filters
+            dvv, dvs = x[:, F : 2 * F], x[:, 2 * F :]
+            gs = grad_s.index_select(0, receiver[c])  # (chunk, F)
+            gv = grad_v.index_select(0, receiver[c])  # (chunk, 3, F)
+            grad_dvs = (gv * unit[c][:, :, None]).sum(dim=1)
+            grad_unit.append((gv * dvs[:, None, :]).sum(dim=2))
+            if v is None:
+                grad_dvv = torch.zeros_like(gs)
+            else:
+                grad_dvv = (gv * v.index_select(0, snd)).sum(dim=1)
+                grad_v_in = grad_v_in.index_add_(0, snd, gv * dvv[:, None, :])
+            grad_x = torch.cat([gs, grad_dvv, grad_dvs], dim=1)  # (chunk, 3F)
+            grad_phi = grad_phi.index_add_(0, snd, grad_x * filters)
+            grad_filters = grad_x * phi_j
+            if need[2]:
+                grad_radial.append(grad_filters @ weight)
+            if need[3]:
+                grad_fcut.append((grad_filters * bias).sum(dim=1, keepdim=True))
+            if need[4]:
+                grad_weight = grad_weight.addmm_(grad_filters.T, rad)
+            if need[5]:
+                grad_bias = grad_bias.add_((grad_filters * fc).sum(dim=0))
+        return (
+            grad_phi, grad_v_in,
+            torch.cat(grad_radial) if need[2] else None,
+            torch.cat(grad_fcut) if need[3] else None,
+            grad_weight, grad_bias, torch.cat(grad_unit), None, None, None,
+        )
+
+
+def _chunks(n_edges: int, chunk: int) -> list[slice]:
+    return [slice(start, start + chunk) for start in range(0, max(n_edges, 1), chunk)]
 
 
 class PaiNNInteraction(nn.Module):
@@ -116,12 +168,13 @@ class PaiNNInteraction(nn.Module):
         self.phi = MLP([n_features, n_features, 3 * n_features])
 
     def forward(self, s, v, filters, unit, receiver, sender, first: bool = False):
-        """``filters``: the (n_edges, 3F) tensor, or for the low-memory path the tuple
-        (radial, fcut, weight, bias) it is made from."""
+        """``filters``: the (n_edges, 3F) tensor, or for the chunked path the tuple
+        (radial, fcut, weight, bias, edges per chunk) it is made from."""
         phi = self.phi(s)
         v_in = None if first else v  # v = 0 before the first block: skip the zero term
         if isinstance(filters, tuple):
-            ds, dv = LowMemoryMessages.apply(phi, v_in, *filters, unit, receiver, sender)
+            radial, fcut, weight, bias, chunk = filters
+            ds, dv = ChunkedMessages.apply(phi, v_in, radial, fcut, weight, bias, unit, receiver, sender, chunk)
         else:
             ds, dv = _messages(phi, v_in, filters, unit, receiver, sender)
         return s + ds, v + dv
@@ -157,9 +210,13 @@ class PaiNN(Representation):
         n_features: feature width F (default 128).
         n_interactions: number of message + update blocks (default 3).
         n_rbf: number of sine radial basis functions (default 20).
-        low_memory_edges: above this many edges the message step saves only per-atom
-            and radial tensors for backward (:class:`LowMemoryMessages`): the same
-            numbers, a fraction of the memory, ~10 % more time.
+        low_memory_edges: above this many edges the message step walks the edges in
+            cache-sized chunks and saves only per-atom and radial tensors for backward
+            (:class:`ChunkedMessages`): the same numbers in less time and a fraction
+            of the memory. The default None means more than one chunk
+            (:func:`chunk_edges`, 512 edges for F = 128 in float32), where it starts to
+            pay. A setting of the code path, not of the model: files store it, but
+            loading uses the current default.
         norm_softening: ε of the smooth vector norm sqrt(‖V v‖² + ε²) in the update
             block (feature units, > 0). The default 1 keeps the potential surface C∞
             with bounded curvature; 1e-4 reproduces the original near-corner (files
@@ -175,7 +232,7 @@ class PaiNN(Representation):
         n_features: int = 128,
         n_interactions: int = 3,
         n_rbf: int = 20,
-        low_memory_edges: int = 50_000,
+        low_memory_edges: int | None = None,
         norm_softening: float = 1.0,
     ):
         super().__init__()
@@ -202,10 +259,12 @@ class PaiNN(Representation):
         fcut = self.cutoff_fn(lengths)[:, None]
         radial = self.rbf(lengths) * fcut  # (n_edges, n_rbf)
         width = 3 * self.n_features
-        if lengths.shape[0] > self.low_memory_edges:
+        chunk = chunk_edges(self.n_features, radial.element_size())
+        threshold = chunk if self.low_memory_edges is None else self.low_memory_edges
+        if lengths.shape[0] > threshold:
             weights = torch.split(self.filter_net.weight, width, dim=0)
             biases = torch.split(self.filter_bias, width)
-            filters = [(radial, fcut, w, b) for w, b in zip(weights, biases)]
+            filters = [(radial, fcut, w, b, chunk) for w, b in zip(weights, biases)]
         else:
             filters = torch.split(_filters(radial, fcut, self.filter_net.weight, self.filter_bias), width, dim=1)
         s = self.embedding(species)
