@@ -1,15 +1,18 @@
-"""How the energy + forces time of MPNNCalculator grows with system size.
+"""How the energy + forces time and peak memory of MPNNCalculator grow with system size.
 
-Periodic water boxes at ~1 g/cm³ (n³ randomly rotated H2O, box n * 3.105 Å) of about
-100, 300, 1,000, 3,000 and 10,000 atoms (81, 375, 1,029, 3,000, 10,125; the largest is
-skipped with --quick, or when the machine lacks the memory for it). Model: untrained
-PaiNN 128 features x 3 interactions (64 x 2 with --quick), 20 radial functions, 5 Å,
-float32. Each call is ``get_potential_energy(); get_forces()`` through ASE (stress
-comes in the same pass) along an MD-like sequence: every atom moves 0.005 Å per call,
-so the Verlet list (skin 0.5 Å) is built in the warm-up call and reused.
+Periodic water boxes at ~1 g/cm³ (n³ randomly rotated H2O, box n * 3.105 Å): 81, 375,
+1,536, 3,993 and 12,288 atoms (n = 3, 5, 8, 11, 16; --quick stops at 3,993). Model:
+untrained PaiNN 128 features x 3 interactions (64 x 2 with --quick), 20 radial
+functions, 5 Å, float32. Each call is ``get_potential_energy(); get_forces()`` through
+ASE (stress comes in the same pass) along an MD-like sequence: every atom moves 0.005 Å
+per call, so the Verlet list (skin 0.5 Å) is built in the warm-up call and reused.
 
-The exponent k of time ∝ N^k is fitted by least squares on log-log over the boxes
-of >= 300 atoms (k ≈ 1 is linear scaling). A log-log plot goes to
+Every box runs in its own process, so its peak memory is its own: the peak resident
+memory of the process (``ru_maxrss``) minus its resident memory just before the first
+call (Python, torch, the model and the structure), divided by the atoms.
+
+The exponent k of time ∝ N^k is fitted by least squares on log-log over the boxes of
+1,536 atoms and more (k ≈ 1 is linear scaling). A log-log plot goes to
 benchmarks/results/scaling.png when matplotlib is installed (--no-plot to skip).
 
 Run: ``python benchmarks/bench_scaling.py [--threads N] [--quick] [--max-atoms N] [--no-plot]``.
@@ -22,21 +25,21 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import resource  # noqa: E402
 import statistics  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import systems  # noqa: E402
 
-import ase_mpnn  # noqa: E402
-
-TARGET_SIZES = (100, 300, 1000, 3000, 10000)
-FIT_MIN_ATOMS = 300
+BOXES = (3, 5, 8, 11, 16)  # molecules per box side: 81, 375, 1,536, 3,993, 12,288 atoms
+FIT_MIN_ATOMS = 1500
 DEFAULT_PLOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "scaling.png")
+BYTES_PER_PAIR_ESTIMATE = 4_000  # generous: the chunked PaiNN path needs ~1–2 kB per pair
 
 
 def _meminfo_bytes(field: str, path: str = "/proc/meminfo") -> int | None:
@@ -55,19 +58,29 @@ def memory_allows(pairs: int, bytes_per_pair: float) -> tuple[bool, str]:
     available = _meminfo_bytes("MemAvailable")
     if available is None or bytes_per_pair <= 0:
         return True, "memory check unavailable"
-    held = _meminfo_bytes("VmRSS", "/proc/self/status") or 0
     need = bytes_per_pair * pairs
-    free = available + held
-    msg = f"needs ~{need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB available"
-    return need < 0.85 * free, msg
+    msg = f"needs ~{need / 2**30:.1f} GiB, {available / 2**30:.1f} GiB available"
+    return need < 0.85 * available, msg
 
 
-def time_calls(atoms, calc, budget_s: float, min_calls: int, max_calls: int) -> tuple[float, int]:
-    """Median seconds per call; the warm-up call sets how many calls fit in ``budget_s``."""
+def child(n_per_side: int, quick: bool, threads: int, budget_s: float) -> dict:
+    """Time one box in this process; returns seconds per call and memory figures."""
+    import torch
+
+    import ase_mpnn
+
+    systems.set_threads(threads)
+    features, interactions = (64, 2) if quick else (128, 3)
+    model = systems.painn_128x3(n_features=features, n_interactions=interactions).to(dtype=torch.float32)
+    atoms = systems.water_box(n_per_side)
+    calc = ase_mpnn.MPNNCalculator(model, dtype=torch.float32, skin=0.5)
+    before = _meminfo_bytes("VmRSS", "/proc/self/status") or 0
     first = systems.md_like_call_times(atoms, calc, n_calls=1, warmup=1, seed=3)[0]
-    n_calls = int(min(max_calls, max(min_calls, budget_s // max(first, 1e-9))))
+    n_calls = int(min(20, max(3, budget_s // max(first, 1e-9))))
     times = systems.md_like_call_times(atoms, calc, n_calls=n_calls, warmup=1)
-    return statistics.median(times), n_calls
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    return {"atoms": len(atoms), "box": float(atoms.cell[0, 0]), "calls": n_calls,
+            "seconds": statistics.median(times), "peak_bytes": peak, "base_bytes": before}
 
 
 def fit_exponent(n_atoms, seconds, min_atoms: int = FIT_MIN_ATOMS) -> tuple[float, float] | None:
@@ -115,52 +128,51 @@ def plot(path: str, n_atoms, seconds, fit, label: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
-    parser.add_argument("--quick", action="store_true", help="PaiNN 64x2, no 10,000-atom box")
+    parser.add_argument("--quick", action="store_true", help="PaiNN 64x2, no 12,288-atom box")
     parser.add_argument("--max-atoms", type=int, default=None, help="skip boxes with more atoms than this")
     parser.add_argument("--no-plot", action="store_true", help="do not write the plot")
     parser.add_argument("--plot-path", default=DEFAULT_PLOT, help=f"where the plot goes (default {DEFAULT_PLOT})")
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    budget = 3.0 if args.quick else 20.0
+    if args.child is not None:
+        print(json.dumps(child(args.child, args.quick, args.threads, budget)))
+        return
     systems.set_threads(args.threads)
     print(systems.thread_info())
-
-    if args.quick:
-        features, interactions, sizes, budget = 64, 2, TARGET_SIZES[:-1], 3.0
-    else:
-        features, interactions, sizes, budget = 128, 3, TARGET_SIZES, 20.0
-    model = systems.painn_128x3(n_features=features, n_interactions=interactions).to(dtype=torch.float32)
-    label = f"PaiNN {features}x{interactions}, 5 Å, float32, {torch.get_num_threads()} thread(s)"
+    features, interactions = (64, 2) if args.quick else (128, 3)
+    label = f"PaiNN {features}x{interactions}, 5 Å, float32, {args.threads} thread(s)"
     print(f"{label}; energy + forces + stress per call, MD-like sequence, skin 0.5 Å (list reused); "
-          f"median of >= 3 calls after 1 warm-up call")
+          f"median of >= 3 calls after 1 warm-up call; one process per box; load average before: "
+          f"{os.getloadavg()[0]:.1f}")
     print()
-    print("| target | atoms | box Å | pairs (5 Å) | calls | call ms | µs per atom | local k |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-    n_done, t_done = [], []
-    bytes_per_pair = 0.0
-    skipped = []
-    for target in sizes:
-        atoms = systems.water_box_near(target)
+    print("| atoms | box Å | pairs (5 Å) | calls | call ms | µs per atom | local k | peak MB | peak kB per atom |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    n_done, t_done, skipped = [], [], []
+    for n_per_side in BOXES[:-1] if args.quick else BOXES:
+        atoms = systems.water_box(n_per_side)
         if args.max_atoms is not None and len(atoms) > args.max_atoms:
             skipped.append(f"{len(atoms)} atoms skipped: --max-atoms {args.max_atoms}")
             continue
         pairs = systems.count_pairs(atoms)
-        if bytes_per_pair:
-            ok, msg = memory_allows(pairs, bytes_per_pair)
-            if not ok:
-                skipped.append(f"{len(atoms)} atoms skipped: {msg}")
-                continue
-        calc = ase_mpnn.MPNNCalculator(model, dtype=torch.float32, skin=0.5)
-        seconds, n_calls = time_calls(atoms, calc, budget, min_calls=3, max_calls=20)
-        del calc
-        # Peak RSS so far (Linux reports KiB) over the pairs of the largest box so far:
-        # a generous bytes-per-pair estimate for the next, larger box.
-        bytes_per_pair = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / pairs
+        ok, msg = memory_allows(pairs, BYTES_PER_PAIR_ESTIMATE)
+        if not ok:
+            skipped.append(f"{len(atoms)} atoms skipped: {msg}")
+            continue
+        command = [sys.executable, os.path.abspath(__file__), "--child", str(n_per_side), "--threads", str(args.threads)]
+        run = subprocess.run(command + (["--quick"] if args.quick else []), capture_output=True, text=True)
+        if run.returncode != 0:
+            skipped.append(f"{len(atoms)} atoms failed: {(run.stderr.strip().splitlines() or ['?'])[-1][:120]}")
+            continue
+        r = json.loads(run.stdout.strip().splitlines()[-1])
+        peak = r["peak_bytes"] - r["base_bytes"]
         local = ""
         if n_done:
-            local = f"{np.log(seconds / t_done[-1]) / np.log(len(atoms) / n_done[-1]):.2f}"
-        n_done.append(len(atoms))
-        t_done.append(seconds)
-        print(f"| ~{target} | {len(atoms)} | {atoms.cell[0, 0]:.2f} | {pairs} | {n_calls} "
-              f"| {systems.fmt_ms(seconds)} | {seconds * 1e6 / len(atoms):.1f} | {local} |")
+            local = f"{np.log(r['seconds'] / t_done[-1]) / np.log(r['atoms'] / n_done[-1]):.2f}"
+        n_done.append(r["atoms"])
+        t_done.append(r["seconds"])
+        print(f"| {r['atoms']} | {r['box']:.2f} | {pairs} | {r['calls']} | {systems.fmt_ms(r['seconds'])} "
+              f"| {r['seconds'] * 1e6 / r['atoms']:.1f} | {local} | {peak / 2**20:.0f} | {peak / 1024 / r['atoms']:.1f} |")
         sys.stdout.flush()
 
     print()
@@ -173,6 +185,7 @@ def main() -> None:
         used = [n for n in n_done if n >= FIT_MIN_ATOMS]
         print(f"time ∝ N^k, least squares on log-log over {used} atoms: k = {fit[0]:.3f} "
               "(1 = linear scaling)")
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
     if not args.no_plot:
         print(plot(args.plot_path, n_done, t_done, fit, label))
 
