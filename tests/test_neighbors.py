@@ -334,3 +334,21 @@ def test_huge_periodic_cutoff_is_refused_and_limits_can_be_raised(monkeypatch):
     monkeypatch.setenv("ASE_MPNN_MAX_PAIRS", "many")
     with pytest.raises(NeighborListError, match="ASE_MPNN_MAX_PAIRS='many' is not a number"):
         neighbor_list(box.positions, box.cell.array, True, 5.0)
+
+
+def test_verlet_reuses_its_result_until_a_shell_pair_crosses_the_cutoff():
+    """The last result is handed out again while the same shell pairs are in, and
+    replaced as soon as one crosses the cutoff (in either direction)."""
+    cutoff, skin = 3.0, 0.5
+    cell, pbc = np.zeros((3, 3)), False
+    pos = np.array([[0.0, 0.0, 0.0], [2.9, 0.0, 0.0], [0.0, 2.0, 0.0]])  # 0-1 in the shell, 0-2 in the core
+    verlet = VerletNeighborList(cutoff=cutoff, skin=skin)
+    first = verlet.update(pos, cell, pbc, None)
+    pos[1, 0] = 2.95  # still inside
+    assert verlet.update(pos, cell, pbc, None) is first
+    for x in (3.05, 2.98):  # out, then in again: no rebuild (moved < skin / 2), new results
+        pos[1, 0] = x
+        got = verlet.update(pos, cell, pbc, None)
+        assert _pair_set(*got) == _pair_set(*neighbor_list(pos, cell, pbc, cutoff))
+    assert verlet.n_builds == 1
+    assert len(got[0]) == 4 and got is not first

@@ -364,6 +364,7 @@ class VerletNeighborList:
         self._numbers: np.ndarray | None = None
         self._core: PairList | None = None
         self._shell: tuple[np.ndarray, ...] | None = None
+        self._kept: tuple[np.ndarray, PairList] | None = None  # last shell mask and its result
 
     def _needs_rebuild(self, positions, cell, pbc, numbers) -> bool:
         ref = self._ref_positions
@@ -395,6 +396,9 @@ class VerletNeighborList:
         positions, so the result equals ``neighbor_list(..., cutoff)`` as a set.
         ``numbers=None`` disables the atomic-number check.
 
+        The returned arrays may be the ones returned by the previous call (when no pair
+        entered or left the cutoff): read them, do not modify them.
+
         Raises:
             NeighborListError: as ``neighbor_list``, when a rebuild is needed.
         """
@@ -409,12 +413,20 @@ class VerletNeighborList:
 
         core_i, core_j, core_shifts = self._core
         i, j, shifts, offsets = self._shell
+        if len(i) == 0:  # no pair near the cutoff (a small molecule): the core list is the answer
+            return self._core
         keep = _squared_distances(positions, i, j, offsets) < self.cutoff**2
-        return (
+        # Between rebuilds the same pairs usually stay in: reuse the last concatenation
+        # (three copies of every pair, a third of a fresh build's cost for large systems).
+        if self._kept is not None and np.array_equal(keep, self._kept[0]):
+            return self._kept[1]
+        result = (
             np.concatenate((core_i, i[keep])),
             np.concatenate((core_j, j[keep])),
             np.concatenate((core_shifts, shifts[keep])),
         )
+        self._kept = (keep, result)
+        return result
 
     def _build(self, positions, cell, pbc, numbers) -> None:
         i, j, shifts = neighbor_list(positions, cell, pbc, self.cutoff + self.skin)
@@ -429,6 +441,7 @@ class VerletNeighborList:
         shell = ~core
         self._core = (i[core], j[core], shifts[core])
         self._shell = (i[shell], j[shell], shifts[shell], offsets[shell])
+        self._kept = None
         self._ref_positions = positions.copy()
         self._cell = cell.copy()
         self._pbc = pbc.copy()
