@@ -16,7 +16,9 @@ So both codes see the same machine load, and neither always runs first.
 Works (random weights, fixed seeds; the cost does not depend on the weights), float32:
 
 * PaiNN, 128 features x 3 interactions, 20 radial functions, 5 Å cutoff, on one H2O,
-  the 192-atom water box and the 1,536-atom box (not with ``--quick``);
+  the 192-atom water box and the 1,536-atom box (not with ``--quick``); the
+  12,288-atom box (16³ molecules, ``water_box(4).repeat(4)``) only with ``--only`` on
+  the CPU, by default on the GPU;
 * MACE, hidden 64x0e + 64x1o, spherical harmonics to l = 3, correlation 3, 2 layers,
   8 Bessel functions, 5 Å cutoff, on one H2O and the 192-atom box;
 
@@ -52,6 +54,16 @@ Run ``bash benchmarks/anchors/setup_anchors.sh`` once, then
 ``python benchmarks/anchors/bench_anchors.py [--threads 2] [--quick] [--only ROWS]`` from
 the repository root (with the interpreter that has ase_mpnn). ``--quick`` (fewer rounds
 and steps, no 1,536-atom box) is for checking that it works, in about a minute.
+Rows left out of a default run (``--list`` marks them) run when ``--only`` names them.
+
+``--device cuda`` builds every model, calculator and input on the GPU in every worker
+(each worker refuses if its torch cannot use CUDA) and synchronizes the GPU at both ends
+of every timed region; neighbor lists stay where each code computes them (the CPU for
+all three). Its default rows: PaiNN calls and model on the 192-, 1,536- and 12,288-atom
+boxes, PaiNN RPMD of one H2O with 32 beads, and the MACE rows; rounds and calls are
+sized for GPU call times. ``--ours-only`` runs ase_mpnn's side alone (no anchor
+environments needed) and prints its times without ratios. ``benchmarks/gpu.sh`` runs
+the GPU rows on a lent GPU machine.
 """
 
 from __future__ import annotations
@@ -83,10 +95,15 @@ class WorkerError(RuntimeError):
     pass
 
 
+class WorkerRefused(WorkerError):
+    """The worker refused its "hello" (e.g. --device cuda where its torch has no CUDA)."""
+
+
 class Worker:
     """One worker subprocess; ``ask`` sends a JSON line and returns the JSON answer."""
 
-    def __init__(self, name: str, python: str, script: str, threads: int, logdir: str):
+    def __init__(self, name: str, python: str, script: str, threads: int, logdir: str,
+                 device: str = "cpu", keep_pythonpath: bool = False):
         if not os.path.exists(python):
             raise SystemExit(f"{python} is missing: run `bash benchmarks/anchors/setup_anchors.sh` first")
         self.name = name
@@ -94,12 +111,20 @@ class Worker:
         self._log = open(self.log_path, "w")  # noqa: SIM115 (closed in close())
         env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", OMP_NUM_THREADS=str(threads),
                    PYTHONUNBUFFERED="1")
-        env.pop("PYTHONPATH", None)
+        if not keep_pythonpath:  # the anchor environments: nothing of this interpreter's path
+            env.pop("PYTHONPATH", None)
         self.proc = subprocess.Popen(
             [python, os.path.join(HERE, script)], cwd=HERE, env=env, text=True,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
         )
-        self.info = self.ask({"cmd": "hello", "threads": threads})
+        try:
+            self.info = self.ask({"cmd": "hello", "threads": threads, "device": device})
+        except WorkerRefused as exc:
+            self.close()
+            raise SystemExit(str(exc)) from None
+        except BaseException:
+            self.close()
+            raise
 
     def ask(self, msg: dict) -> dict:
         try:
@@ -111,6 +136,8 @@ class Worker:
         if not line:
             raise WorkerError(f"worker {self.name} ended ({self.proc.poll()}); its stderr:\n{self.tail()}")
         answer = json.loads(line)
+        if answer.get("refused"):
+            raise WorkerRefused(f"worker {self.name} refused: {answer['error']}")
         if "error" in answer:
             raise WorkerError(f"worker {self.name}: {answer['error']}; its stderr:\n{self.tail()}")
         return answer
@@ -143,6 +170,7 @@ class Work:
     warmup: int  # calls per side before the rounds
     steps: int = 0  # MD works: MD steps per call
     n_beads: int = 0  # "rpmd" works
+    default: bool = True  # in a run without --only (others: only when --only names them)
 
     @property
     def md(self) -> bool:
@@ -162,7 +190,9 @@ class Work:
 
 
 MD_MODES = ("langevin", "rpmd")
-SYSTEM_NAMES = {"w1": "1 H2O", "box": "192-atom box", "big": "1,536-atom box", "aspirin": "1 aspirin (21 atoms)"}
+SYSTEM_NAMES = {"w1": "1 H2O", "box": "192-atom box", "big": "1,536-atom box", "huge": "12,288-atom box",
+                "aspirin": "1 aspirin (21 atoms)"}
+PERIODIC = ("box", "big", "huge")
 ARCH_NAMES = {"painn": "PaiNN 128x3", "mace": "MACE 64x0e+64x1o L=3 ν=3 2 layers"}
 
 
@@ -244,15 +274,22 @@ def aspirin():
     return atoms
 
 
-def plan(quick: bool) -> list[Work]:
-    """Rounds and calls per round: each side's round takes ≳ 0.1 s on this 2-core machine
-    (MD rows: ≳ 0.3 s, several steps per call)."""
+def plan(quick: bool, device: str = "cpu") -> list[Work]:
+    """Every row, in run order; those with ``default=False`` run only when ``--only`` names
+    them. CPU: each side's round takes ≳ 0.1 s on this 2-core machine (MD rows: ≳ 0.3 s,
+    several steps per call)."""
+    if device == "cuda":
+        return plan_cuda(quick)
     if quick:
         return [
             Work("painn", "calc", "w1", 10, 5, 10),
             Work("painn", "bare", "w1", 10, 5, 10),
             Work("painn", "calc", "box", 1, 3, 1),
             Work("painn", "bare", "box", 1, 3, 1),
+            Work("painn", "calc", "big", 1, 3, 1, default=False),
+            Work("painn", "bare", "big", 1, 3, 1, default=False),
+            Work("painn", "calc", "huge", 1, 3, 1, default=False),
+            Work("painn", "bare", "huge", 1, 3, 1, default=False),
             Work("painn", "langevin", "w1", 1, 5, 1, steps=20),
             Work("painn", "rpmd", "w1", 1, 3, 1, steps=10, n_beads=32),
             Work("painn", "rpmd", "aspirin", 1, 3, 1, steps=1, n_beads=64),
@@ -268,6 +305,9 @@ def plan(quick: bool) -> list[Work]:
         Work("painn", "bare", "box", 1, 15, 2),
         Work("painn", "calc", "big", 1, 7, 1),
         Work("painn", "bare", "big", 1, 7, 1),
+        # 12,288 atoms: seconds per call on the CPU (schnetpack's several times ours)
+        Work("painn", "calc", "huge", 1, 5, 1, default=False),
+        Work("painn", "bare", "huge", 1, 5, 1, default=False),
         Work("painn", "langevin", "w1", 1, 15, 1, steps=100),
         Work("painn", "rpmd", "w1", 1, 15, 1, steps=30, n_beads=32),
         Work("painn", "rpmd", "aspirin", 1, 9, 1, steps=4, n_beads=64),
@@ -278,10 +318,36 @@ def plan(quick: bool) -> list[Work]:
     ]
 
 
+def plan_cuda(quick: bool) -> list[Work]:
+    """The rows on the GPU: calls of a few to some tens of ms, so more calls per round and
+    more warm-up calls (the first calls on a GPU also fill the caching allocator). By
+    default the boxes (PaiNN up to 12,288 atoms), one RPMD row and the MACE rows; the
+    one-molecule PaiNN calls, Langevin and aspirin RPMD only with --only."""
+    q = quick
+    return [
+        Work("painn", "calc", "w1", 10 if q else 20, 3 if q else 11, 10 if q else 20, default=False),
+        Work("painn", "bare", "w1", 10 if q else 20, 3 if q else 11, 10 if q else 20, default=False),
+        Work("painn", "calc", "box", 5 if q else 10, 3 if q else 15, 5 if q else 10),
+        Work("painn", "bare", "box", 5 if q else 10, 3 if q else 15, 5 if q else 10),
+        Work("painn", "calc", "big", 2 if q else 3, 3 if q else 11, 2 if q else 3),
+        Work("painn", "bare", "big", 2 if q else 3, 3 if q else 11, 2 if q else 3),
+        Work("painn", "calc", "huge", 1, 3 if q else 7, 1 if q else 2),
+        Work("painn", "bare", "huge", 1, 3 if q else 7, 1 if q else 2),
+        Work("painn", "langevin", "w1", 1, 3 if q else 11, 1, steps=20 if q else 100, default=False),
+        Work("painn", "rpmd", "w1", 1, 3 if q else 15, 1, steps=10 if q else 30, n_beads=32),
+        Work("painn", "rpmd", "aspirin", 1, 3 if q else 9, 1, steps=2 if q else 10, n_beads=64, default=False),
+        Work("mace", "calc", "w1", 3 if q else 5, 3 if q else 15, 3 if q else 5),
+        Work("mace", "bare", "w1", 3 if q else 5, 3 if q else 15, 3 if q else 5),
+        Work("mace", "calc", "box", 2 if q else 5, 3 if q else 11, 2 if q else 5),
+        Work("mace", "bare", "box", 2 if q else 5, 3 if q else 11, 2 if q else 5),
+    ]
+
+
 def select(works: list[Work], only: str | None) -> list[Work]:
-    """The works whose key matches one of the comma-separated shell patterns in ``only``."""
+    """The default works, or with ``only`` every work whose key matches one of its
+    comma-separated shell patterns."""
     if not only:
-        return works
+        return [w for w in works if w.default]
     patterns = [p.strip() for p in only.split(",") if p.strip()]
     chosen = [w for w in works if any(fnmatch.fnmatchcase(w.key, p) for p in patterns)]
     if not chosen:
@@ -294,26 +360,28 @@ def structure_json(atoms) -> dict:
             "cell": atoms.cell.array.tolist(), "pbc": atoms.pbc.tolist()}
 
 
-def run_work(w: Work, ours: Worker, theirs: Worker, structure: dict) -> dict:
-    """Interleaved rounds; returns the per-call medians (s) and the details."""
+def run_work(w: Work, ours: Worker, theirs: Worker | None, structure: dict) -> dict:
+    """Interleaved rounds; returns the per-call medians (s) and the details. ``theirs``
+    None (--ours-only): ours alone, the same rounds ("theirs" is then None)."""
     key = w.key
+    sides = (ours,) if theirs is None else (ours, theirs)
     loaded = {}
-    for side in (ours, theirs):
+    for side in sides:
         loaded[side.name] = side.ask({"cmd": "load", "key": key, "arch": w.arch, "mode": w.mode,
                                       "structure": structure, "options": w.options})
-    for side in (ours, theirs):
+    for side in sides:
         if w.warmup:
             side.ask({"cmd": "time", "key": key, "calls": w.warmup})
-    per_round = {ours.name: [], theirs.name: []}
+    per_round = {side.name: [] for side in sides}
     for r in range(w.rounds):
-        for side in ((ours, theirs) if r % 2 == 0 else (theirs, ours)):
+        for side in (sides if r % 2 == 0 else sides[::-1]):
             times = side.ask({"cmd": "time", "key": key, "calls": w.calls})["times"]
             per_round[side.name].append(sum(times) / len(times))
-    for side in (ours, theirs):
+    for side in sides:
         side.ask({"cmd": "drop", "key": key})
     return {
         "ours": statistics.median(per_round[ours.name]),
-        "theirs": statistics.median(per_round[theirs.name]),
+        "theirs": None if theirs is None else statistics.median(per_round[theirs.name]),
         "rounds": per_round,
         "edges": {name: a["edges"] for name, a in loaded.items()},
     }
@@ -341,11 +409,20 @@ def fmt_rate(steps_per_s: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2, help="torch threads of every process (default 2)")
-    parser.add_argument("--quick", action="store_true", help="fewer rounds and steps, no 1,536-atom box (< 2 min)")
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer rounds and steps, no 1,536-atom box unless --only names it (< 2 min)")
     parser.add_argument("--only", metavar="ROWS",
                         help="run only these rows: comma-separated row names or shell patterns, "
-                             "e.g. 'painn-langevin-*,painn-rpmd*' (see --list)")
-    parser.add_argument("--list", action="store_true", help="print the row names and exit")
+                             "e.g. 'painn-langevin-*,painn-rpmd*' (see --list); rows outside the default "
+                             "run (the 12,288-atom box on the CPU, ...) run when named here")
+    parser.add_argument("--list", action="store_true",
+                        help="print the row names (of --device's table) and exit")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where every worker builds its models, calculators and inputs (default cpu); "
+                             "cuda: each worker refuses if its torch cannot use CUDA, and the timed regions "
+                             "end with torch.cuda.synchronize()")
+    parser.add_argument("--ours-only", action="store_true",
+                        help="run ase_mpnn's side only (no anchor environments needed): our times, no ratios")
     parser.add_argument("--compile", action="store_true",
                         help="ours with MPNNCalculator(compile=True) (torch.compile of the representation; "
                              "compiled during the warm-up calls, which are not timed)")
@@ -354,19 +431,22 @@ def main() -> None:
         os.environ["ASE_MPNN_BENCH_COMPILE"] = "1"  # read by worker_ours.py
 
     if args.list:
-        for w in plan(args.quick):
-            print(f"{w.key:24s} {work_label(w, w.system in ('box', 'big'))}")
+        for w in plan(args.quick, args.device):
+            extra = "" if w.default else "  (only with --only)"
+            print(f"{w.key:24s} {work_label(w, w.system in PERIODIC)}{extra}")
         return
-    work_list = select(plan(args.quick), args.only)
+    work_list = select(plan(args.quick, args.device), args.only)
 
     start_time = time.time()
     started = datetime.datetime.now(datetime.UTC)
     load_before = os.getloadavg()
     print(f"load average before (1/5/15 min): {fmt_load(load_before)}", file=sys.stderr, flush=True)
 
+    needed = {w.system for w in work_list}
     box = systems.water_box(4)
     atoms = {"w1": systems.water_molecule(), "box": box, "big": box.repeat(2), "aspirin": aspirin()}
-    needed = {w.system for w in work_list}
+    if "huge" in needed:
+        atoms["huge"] = box.repeat(4)  # 16³ molecules, 12,288 atoms, 49.68 Å
     structures = {k: structure_json(a) for k, a in atoms.items() if k in needed}
 
     logdir = tempfile.mkdtemp(prefix="bench_anchors_")
@@ -381,19 +461,26 @@ def main() -> None:
             continue
         pair: list[Worker] = []
         try:
+            # ours: this interpreter, with its PYTHONPATH (ase_mpnn may come from the source tree)
             pair.append(Worker(f"ours ({ARCH_NAMES[arch].split()[0]})", sys.executable, "worker_ours.py",
-                               args.threads, logdir))
-            pair.append(Worker(anchor, os.path.join(VENVS, venv_name, "bin", "python"), script,
-                               args.threads, logdir))
-            ours, theirs = pair
+                               args.threads, logdir, args.device, keep_pythonpath=True))
+            if not args.ours_only:
+                pair.append(Worker(anchor, os.path.join(VENVS, venv_name, "bin", "python"), script,
+                                   args.threads, logdir, args.device))
+            ours = pair[0]
+            theirs = None if args.ours_only else pair[1]
             infos.setdefault("ours", ours.info)
-            infos[anchor] = theirs.info
+            if theirs is not None:
+                infos[anchor] = theirs.info
             for w in works:
                 periodic = bool(atoms[w.system].pbc.all())
                 label = work_label(w, periodic)
                 t0 = time.time()
                 r = run_work(w, ours, theirs, structures[w.system])
-                if w.md:
+                if theirs is None:
+                    progress = (f"ours {fmt_rate(1 / r['ours'])} steps/s" if w.md
+                                else f"ours {r['ours'] * 1e3:.2f} ms")
+                elif w.md:
                     progress = (f"ours {fmt_rate(1 / r['ours'])} steps/s, {theirs.name} "
                                 f"{fmt_rate(1 / r['theirs'])} steps/s")
                 else:
@@ -410,7 +497,8 @@ def main() -> None:
                     per = f"{w.calls} call(s)"
                 edges = ", ".join(f"{name} {n}" for name, n in r["edges"].items())
                 what = "pairs per step, all beads" if w.mode == "rpmd" else "pairs"
-                details.append(f"* {label} [{w.key}]: {w.rounds} rounds x {per} per side after "
+                per += "" if theirs is None else " per side"
+                details.append(f"* {label} [{w.key}]: {w.rounds} rounds x {per} after "
                                f"{w.warmup} warm-up call(s); round means {spread}; {what}: {edges}")
                 if len(set(r["edges"].values())) != 1:
                     details.append("  (pair counts differ: the codes do not see the same graph)")
@@ -421,48 +509,73 @@ def main() -> None:
     elapsed = time.time() - start_time
 
     cmd = "python benchmarks/anchors/bench_anchors.py" + (f" --threads {args.threads}" if args.threads != 2 else "")
+    cmd += " --device cuda" if args.device == "cuda" else ""
     cmd += " --quick" if args.quick else ""
+    cmd += " --ours-only" if args.ours_only else ""
     cmd += f" --only '{args.only}'" if args.only else ""
     cmd += " --compile" if args.compile else ""
     print(f"Command: `{cmd}`{' (--quick: not numbers to quote)' if args.quick else ''}")
     print(f"Date: {started:%Y-%m-%d %H:%M} UTC; run took {elapsed:.0f} s")
     print(f"Machine: {cpu_model()}, os.cpu_count() = {os.cpu_count()}, {platform.system()} {platform.release()}")
+    if args.device == "cuda" and "ours" in infos:
+        print(f"Device: {infos['ours'].get('device', 'cuda')}; models, calculators and inputs on the GPU in "
+              "every process, torch.cuda.synchronize() at both ends of every timed region")
     print(f"Load average (1/5/15 min): before {fmt_load(load_before)}, after {fmt_load(load_after)}")
     print(f"Threads: torch.set_num_threads({args.threads}), OMP_NUM_THREADS={args.threads}, "
           f"OMP_WAIT_POLICY=PASSIVE in every process")
     for name, info in infos.items():
         extra = f", e3nn {info['e3nn']}" if "e3nn" in info else ""
+        extra += f", device {info['device']}" if args.device == "cuda" else ""
         print(f"* {name}: {info['package']}, Python {info['python']}, torch {info['torch']} "
               f"(threads {info['threads']}, interop {info['interop_threads']}){extra}, ase {info['ase']}, "
               f"vesin {info['vesin']}; neighbor list: {info['neighbors']}")
-    print("Float32, random weights (fixed seeds). Medians of interleaved rounds (order flipped each round). "
-          "PaiNN is against schnetpack, MACE against mace-torch.")
+    if args.ours_only:
+        print("Float32, random weights (fixed seeds). Medians of rounds. --ours-only: ase_mpnn alone, the "
+              "anchors (schnetpack, mace-torch) were not run, so there are no ratios.")
+    else:
+        print("Float32, random weights (fixed seeds). Medians of interleaved rounds (order flipped each round). "
+              "PaiNN is against schnetpack, MACE against mace-torch.")
     calls = [(w, label, r) for w, label, r in rows if not w.md]
     md_rows = [(w, label, r) for w, label, r in rows if w.md]
     if calls:
         print()
-        print("| work | ours (ms) | theirs (ms) | ratio theirs/ours (>1: we are faster) |")
-        print("|---|---:|---:|---:|")
-        for _, label, r in calls:
-            print(f"| {label} | {systems.fmt_ms(r['ours'])} | {systems.fmt_ms(r['theirs'])} "
-                  f"| {r['theirs'] / r['ours']:.2f} |")
+        if args.ours_only:
+            print("| work | ours (ms) |")
+            print("|---|---:|")
+            for _, label, r in calls:
+                print(f"| {label} | {systems.fmt_ms(r['ours'])} |")
+        else:
+            print("| work | ours (ms) | theirs (ms) | ratio theirs/ours (>1: we are faster) |")
+            print("|---|---:|---:|---:|")
+            for _, label, r in calls:
+                print(f"| {label} | {systems.fmt_ms(r['ours'])} | {systems.fmt_ms(r['theirs'])} "
+                      f"| {r['theirs'] / r['ours']:.2f} |")
     if md_rows:
         print()
-        print("| MD work | ours steps/s | theirs steps/s | ours ms/step | theirs ms/step "
-              "| ratio ours/theirs steps/s (>1: we are faster) |")
-        print("|---|---:|---:|---:|---:|---:|")
-        for _, label, r in md_rows:
-            print(f"| {label} | {fmt_rate(1 / r['ours'])} | {fmt_rate(1 / r['theirs'])} "
-                  f"| {systems.fmt_ms(r['ours'])} | {systems.fmt_ms(r['theirs'])} | {r['theirs'] / r['ours']:.2f} |")
+        if args.ours_only:
+            print("| MD work | ours steps/s | ours ms/step |")
+            print("|---|---:|---:|")
+            for _, label, r in md_rows:
+                print(f"| {label} | {fmt_rate(1 / r['ours'])} | {systems.fmt_ms(r['ours'])} |")
+        else:
+            print("| MD work | ours steps/s | theirs steps/s | ours ms/step | theirs ms/step "
+                  "| ratio ours/theirs steps/s (>1: we are faster) |")
+            print("|---|---:|---:|---:|---:|---:|")
+            for _, label, r in md_rows:
+                print(f"| {label} | {fmt_rate(1 / r['ours'])} | {fmt_rate(1 / r['theirs'])} "
+                      f"| {systems.fmt_ms(r['ours'])} | {systems.fmt_ms(r['theirs'])} "
+                      f"| {r['theirs'] / r['ours']:.2f} |")
         print()
         print("MD rows: 300 K, one gas-phase molecule, steps timed in runs that continue one trajectory.")
         print("* Langevin: ours ase_mpnn.md.langevin (returns ASE's ase.md.langevin.Langevin, fixcm=False, "
-              "friction 0.01/fs) with MPNNCalculator(num_threads=None); schnetpack ASE's Langevin with the same "
-              "arguments and SpkCalculator.")
+              "friction 0.01/fs) with MPNNCalculator(num_threads=None)"
+              + ("." if args.ours_only else "; schnetpack ASE's Langevin with the same arguments and SpkCalculator."))
         print("* RPMD: ours ase_mpnn.md.RingPolymerMD (pile_l, tau 100 fs, observables=(), all beads in one "
-              "predict call); schnetpack schnetpack.md Simulator (RingPolymer integrator, PILELocalThermostat "
-              "100 fs, SchNetPackCalculator, NeighborListMD with VesinNeighborList and a 0.5 Å shell), "
-              "simulate(k) minus one separately timed calculator.calculate() per call.")
+              "predict call)"
+              + ("." if args.ours_only else
+                 "; schnetpack schnetpack.md Simulator (RingPolymer integrator, PILELocalThermostat "
+                 "100 fs, SchNetPackCalculator, NeighborListMD with VesinNeighborList and a 0.5 Å shell), "
+                 "simulate(k) minus one separately timed calculator.calculate() per call."))
     print()
     print("\n".join(details))
 

@@ -4,7 +4,10 @@ A worker is started by ``bench_anchors.py`` as ``PYTHON worker_X.py`` (PYTHON: t
 interpreter of the environment that has code X). It reads one JSON object per line on
 stdin and answers with one JSON object per line on stdout:
 
-* ``{"cmd": "hello", "threads": N}`` sets torch's threads; answers the versions.
+* ``{"cmd": "hello", "threads": N, "device": "cpu" | "cuda"}`` sets torch's threads and
+  the device every later work is built on (``device`` defaults to "cpu"); answers the
+  versions and the device. A worker whose torch cannot use CUDA refuses "cuda" (answer
+  ``{"error": ..., "refused": true}``) instead of falling back to the CPU.
 * ``{"cmd": "load", "key": K, "arch": "painn" | "mace", "mode": "calc" | "bare" |
   "langevin" | "rpmd", "structure": {"numbers", "positions", "cell", "pbc"},
   "options": {...}}`` builds the work ``K``; answers the number of directed pairs
@@ -12,7 +15,9 @@ stdin and answers with one JSON object per line on stdout:
   timed call, and for "rpmd" ``n_beads``.
 * ``{"cmd": "time", "key": K, "calls": n}`` runs ``n`` timed calls of ``K`` and answers
   their wall times in seconds (``time.perf_counter`` around the call only); for MD works
-  each answer is seconds per MD step (the call's time over its ``steps``).
+  each answer is seconds per MD step (the call's time over its ``steps``). On "cuda"
+  every timed region starts and ends with ``torch.cuda.synchronize()`` (``sync()``), so
+  it holds the GPU work it queued and nothing queued before it.
 * ``{"cmd": "drop", "key": K}`` frees ``K``; ``{"cmd": "quit"}`` ends the worker.
 
 "calc" works are ASE calls ``atoms.get_potential_energy(); atoms.get_forces()`` through
@@ -62,6 +67,44 @@ LANGEVIN_FRICTION_PER_FS = 0.01  # γ = 0.01 / fs
 RPMD_DT_FS = 0.25
 RPMD_CENTROID_TAU_FS = 100.0  # PILE-L: centroid friction 1/τ; internal modes γ_k = 2 ω_k
 
+# The device of this worker's works, set by the "hello" command (set_device); the
+# workers' build functions read it.
+DEVICE = "cpu"
+_synchronize: Callable[[], object] | None = None  # torch.cuda.synchronize on "cuda"
+
+
+class Refused(RuntimeError):
+    """The worker cannot do what "hello" asks (a device its torch cannot use)."""
+
+
+def set_device(device: str) -> str:
+    """Set DEVICE ("cpu" or "cuda"); refuse "cuda" when this torch cannot use it. Returns
+    a description of the device for the "hello" answer."""
+    import torch
+
+    global DEVICE, _synchronize
+    if device == "cpu":
+        DEVICE, _synchronize = "cpu", None
+        return "cpu"
+    if device != "cuda":
+        raise Refused(f"unknown device {device!r} (cpu or cuda)")
+    if not torch.cuda.is_available():
+        why = ("a CPU-only build: torch.version.cuda is None" if torch.version.cuda is None
+               else f"built for CUDA {torch.version.cuda}, but it sees no GPU (driver, CUDA_VISIBLE_DEVICES?)")
+        raise Refused(f"--device cuda, but torch {torch.__version__} in {sys.executable} cannot use CUDA "
+                      f"(torch.cuda.is_available() is False; {why}); run with --device cpu, or with a "
+                      f"Python whose torch has CUDA on a machine with a GPU")
+    DEVICE, _synchronize = "cuda", torch.cuda.synchronize
+    index = torch.cuda.current_device()
+    return f"cuda:{index} {torch.cuda.get_device_name(index)} (CUDA {torch.version.cuda})"
+
+
+def sync() -> None:
+    """Wait for the GPU's queued work (``torch.cuda.synchronize()``) on "cuda"; nothing on
+    "cpu". Called at both ends of every timed region."""
+    if _synchronize is not None:
+        _synchronize()
+
 
 def atoms_from_json(d: dict):
     from ase import Atoms
@@ -89,9 +132,11 @@ class MDLikeCalls:
     def timed(self) -> float:
         step = self.rng.normal(size=(len(self.atoms), 3))
         self.atoms.positions += STEP * step / np.linalg.norm(step, axis=1, keepdims=True)
+        sync()
         start = time.perf_counter()
         self.atoms.get_potential_energy()
         self.atoms.get_forces()
+        sync()
         return time.perf_counter() - start
 
 
@@ -103,11 +148,13 @@ class BareCalls:
 
     def first(self) -> tuple[float, float]:
         energy, forces = self.run()
-        return float(np.asarray(energy.detach()).sum()), float(forces.detach().abs().max())
+        return float(np.asarray(energy.detach().cpu()).sum()), float(forces.detach().abs().max())
 
     def timed(self) -> float:
+        sync()
         start = time.perf_counter()
         self.run()
+        sync()
         return time.perf_counter() - start
 
 
@@ -129,12 +176,15 @@ class MDSteps:
 
     def timed(self) -> float:
         extra = 0.0
+        sync()
         if self.fixed_cost is not None:
             start = time.perf_counter()
             self.fixed_cost()
+            sync()
             extra = time.perf_counter() - start
         start = time.perf_counter()
         self.advance(self.steps)
+        sync()
         return (time.perf_counter() - start - extra) / self.steps
 
 
@@ -176,12 +226,14 @@ def serve(name: str, build: Callable[[str, str, object, dict], tuple[object, int
             cmd = msg["cmd"]
             if cmd == "hello":
                 torch.set_num_threads(int(msg["threads"]))
+                device = set_device(msg.get("device", "cpu"))
                 answer({
                     "name": name, "python": platform.python_version(),
                     "torch": torch.__version__, "threads": torch.get_num_threads(),
                     "interop_threads": torch.get_num_interop_threads(),
                     "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
                     "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+                    "device": device,
                     **versions(),
                 })
             elif cmd == "load":
@@ -203,6 +255,8 @@ def serve(name: str, build: Callable[[str, str, object, dict], tuple[object, int
                 break
             else:
                 raise ValueError(f"unknown command {cmd!r}")
+        except Refused as exc:  # answered as such: the driver stops with this message alone
+            answer({"error": str(exc), "refused": True})
         except Exception as exc:  # noqa: BLE001 (answered: the driver says which work failed)
             traceback.print_exc()
             answer({"error": f"{type(exc).__name__}: {exc}"})

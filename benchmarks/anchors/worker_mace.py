@@ -21,6 +21,9 @@ public API; the model is what ``mace_run_train --model MACE`` builds with these 
 * bare: ``model(batch, compute_force=True, compute_stress=False)`` on a batch built once
   with ``mace.data.config_from_atoms`` / ``AtomicData.from_config`` /
   ``torch_geometric.Batch.from_data_list``.
+
+Device (``bench_anchors.py --device``, sent in "hello"): ``MACECalculator(...,
+device=...)``; for the bare work the model and the batch's tensors are moved there.
 """
 
 from __future__ import annotations
@@ -78,16 +81,21 @@ def build(arch: str, mode: str, atoms, options: dict | None = None):
     graph = data.AtomicData.from_config(
         config, z_table=tools.AtomicNumberTable(ELEMENTS), cutoff=CUTOFF, heads=["Default"]
     )
+    device = worker_common.DEVICE
     batch = Batch.from_data_list([graph]).to_dict()
     for key, value in batch.items():
         if torch.is_tensor(value) and torch.is_floating_point(value):
             batch[key] = value.to(torch.float32)
+        if torch.is_tensor(batch[key]):
+            batch[key] = batch[key].to(device)
     n_edges = batch["edge_index"].shape[1]
     if mode == "calc":
         logging.getLogger().setLevel(logging.ERROR)
-        calc = MACECalculator(models=model, device="cpu", default_dtype="float32")
+        calc = MACECalculator(models=model, device=device, default_dtype="float32")
         return worker_common.MDLikeCalls(atoms, calc), n_edges
     if mode == "bare":
+        model = model.to(device)
+
         def run():
             out = model(batch, training=False, compute_force=True, compute_stress=False)
             return out["energy"], out["forces"]

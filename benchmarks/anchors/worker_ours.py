@@ -23,6 +23,11 @@ OMP_WAIT_POLICY, the same MD-like steps.
 
 The model's element list is H and O plus any other element of the structure (C for
 aspirin); the embedding table's size does not change the cost.
+
+Device (``bench_anchors.py --device``, sent in "hello"): the calculator is
+``MPNNCalculator(..., device=worker_common.DEVICE)`` (its frozen model copy on that
+device; the neighbor list stays on the CPU and the graph goes over once per call), and
+the bare graph is built on that device (``build_graph(..., device=...)``).
 """
 
 from __future__ import annotations
@@ -73,9 +78,10 @@ def build(arch: str, mode: str, atoms, options: dict | None = None):
         _models[(arch, *elements)] = make_model(arch, elements)
     # bench_anchors.py --compile: the representation through torch.compile (MD and call rows)
     compiled = os.environ.get("ASE_MPNN_BENCH_COMPILE") == "1"
-    calc = ase_mpnn.MPNNCalculator(_models[(arch, *elements)], dtype=torch.float32, num_threads=None,
-                                   compile=compiled)
-    graph = ase_mpnn.build_graph([atoms], calc.model.cutoff, dtype=torch.float32)
+    device = worker_common.DEVICE
+    calc = ase_mpnn.MPNNCalculator(_models[(arch, *elements)], device=device, dtype=torch.float32,
+                                   num_threads=None, compile=compiled)
+    graph = ase_mpnn.build_graph([atoms], calc.model.cutoff, dtype=torch.float32, device=device)
     n_edges = graph.edge_index.shape[1]
     if mode == "langevin":
         from ase_mpnn.md import langevin
@@ -116,12 +122,17 @@ def build(arch: str, mode: str, atoms, options: dict | None = None):
 
 
 def versions() -> dict:
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
     import ase
     import vesin
 
-    return {"package": "ase_mpnn " + version("ase_mpnn"), "ase": ase.__version__,
+    try:
+        package = "ase_mpnn " + version("ase_mpnn")
+    except PackageNotFoundError:  # not installed: imported from the source tree (PYTHONPATH)
+        source = os.path.dirname(os.path.dirname(ase_mpnn.__file__))
+        package = f"ase_mpnn {ase_mpnn.__version__} (not installed; from {source})"
+    return {"package": package, "ase": ase.__version__,
             "vesin": vesin.__version__, "neighbors": "ase_mpnn.VerletNeighborList (vesin), skin 0.5 Å"}
 
 

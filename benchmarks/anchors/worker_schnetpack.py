@@ -30,6 +30,13 @@ public API (the model as its tutorials build it):
   batch. A timed call is ``simulator.simulate(steps)``, minus one separately timed
   ``calculator.calculate(system)`` (``simulate`` computes the forces once more at its
   start; see ``worker_common.MDSteps``).
+
+Device (``bench_anchors.py --device``, sent in "hello"): ``SpkCalculator(...,
+device=...)``, ``AtomsConverter(..., device=...)`` with the model moved there for the
+bare work, and the RPMD ``Simulator`` (a torch Module holding the system, integrator,
+thermostat and calculator) moved with ``.to(device)`` after ``.to(torch.float32)``,
+before its first step. Its neighbor lists are computed on the CPU (vesin)
+and copied to the device, as schnetpack does.
 """
 
 from __future__ import annotations
@@ -104,16 +111,17 @@ def ring_polymer_simulator(atoms, model, n_beads: int, workdir: str):
         required_properties=[],
     )
     simulator = spk_md.Simulator(system, integrator, calculator, simulator_hooks=[thermostat], progress=False)
-    return simulator.to(torch.float32)
+    return simulator.to(torch.float32).to(worker_common.DEVICE)
 
 
 def build(arch: str, mode: str, atoms, options: dict | None = None):
     options = options or {}
     if arch != "painn":
         raise ValueError(f"the schnetpack worker has PaiNN only, not {arch!r}")
+    device = worker_common.DEVICE
     model = make_model()
     neighbors = trn.VesinNeighborList(cutoff=CUTOFF)
-    converter = spk.interfaces.AtomsConverter(neighbor_list=neighbors, dtype=torch.float32)
+    converter = spk.interfaces.AtomsConverter(neighbor_list=neighbors, device=device, dtype=torch.float32)
     inputs = converter(atoms)
     n_edges = inputs[spk.properties.idx_i].numel()
     if mode == "rpmd":
@@ -143,6 +151,7 @@ def build(arch: str, mode: str, atoms, options: dict | None = None):
             stress_key="stress" if atoms.pbc.all() else None,
             energy_unit="eV",
             position_unit="Angstrom",
+            device=device,
             dtype=torch.float32,
         )
         if mode == "langevin":
@@ -158,6 +167,8 @@ def build(arch: str, mode: str, atoms, options: dict | None = None):
             return worker_common.MDSteps(dyn.run, options["steps"], worker_common.ase_md_state(moving)), n_edges
         return worker_common.MDLikeCalls(atoms, calc), n_edges
     if mode == "bare":
+        model = model.to(device)
+
         def run():
             out = model(dict(inputs))
             return out["energy"], out["forces"]
