@@ -533,6 +533,7 @@ def test_compiled_representation_gives_the_same_results():
     from conftest import make_model
 
     model = make_model("painn")
+    model.representation.low_memory_edges = 20  # the periodic box takes the chunked path, eagerly
     eager = MPNNCalculator(model, dtype=F64)
     compiled = MPNNCalculator(model, dtype=F64, compile=True)
     box = molecule("H2O")
@@ -541,6 +542,9 @@ def test_compiled_representation_gives_the_same_results():
     properties = ("energy", "forces", "stress", "dipole", "polarizability")
     for atoms in (molecule("H2O"), molecule("H2O2"), box):  # new sizes: dynamic shapes, no new compile
         a, b = eager.predict([atoms], properties)[0], compiled.predict([atoms], properties)[0]
+        n_edges = len(compiled._neighbors(0).update(atoms.positions, atoms.cell.array, atoms.pbc, None)[0])
+        chunked = compiled.model.representation.edges_per_chunk(torch.ones(n_edges, dtype=F64)) is not None
+        assert chunked == (atoms is box)
         for name in a:
             np.testing.assert_allclose(b[name], a[name], rtol=1e-10, atol=1e-12, err_msg=name)
     assert "_compiled_readout" in compiled.model.__dict__

@@ -56,7 +56,7 @@ def test_low_memory_first_and_second_derivatives(with_vectors, chunk):
 
 
 def test_low_memory_model_equals_plain_model(monkeypatch):
-    monkeypatch.setattr(painn, "chunk_edges", lambda n_features, itemsize: 7)  # many chunks, a short last one
+    monkeypatch.setattr(painn, "chunk_edges", lambda *args: 7)  # many chunks, a short last one
     model = make_model("painn")
     crystal = random_crystal(seed=3)
     graph = ase_mpnn.build_graph([crystal], model.cutoff, dtype=torch.float64)
@@ -71,6 +71,7 @@ def test_chunk_size_follows_width_and_dtype():
     assert painn.chunk_edges(128, 4) == 512  # (512, 384) float32 temporaries: 768 KiB
     assert painn.chunk_edges(128, 8) == 256
     assert painn.chunk_edges(4096, 8) == 64  # never fewer than 64 edges
+    assert painn.chunk_edges(128, 4, "cuda") == 174762  # on a GPU chunks only bound the memory
 
 
 def test_loading_uses_the_current_low_memory_threshold(tmp_path):

@@ -314,7 +314,7 @@ class AtomisticModel(nn.Module):
         else:
             node_species = species
         compiled = self.__dict__.get("_compiled_readout")
-        if compiled is None:
+        if compiled is None or not self.representation.compiled_pays_for(lengths):
             features = self.representation(node_species, graph.edge_index, vectors, lengths)
             scalars = self.scalar_head(features.scalars)  # (n_nodes, 3)
         else:

@@ -51,6 +51,11 @@ class Representation(nn.Module):
                 lengths: torch.Tensor) -> Features:
         raise NotImplementedError
 
+    def compiled_pays_for(self, lengths: torch.Tensor) -> bool:
+        """Whether a compiled model should run the graph of these edge lengths compiled
+        (else eagerly); default yes."""
+        return True
+
 
 class E3nnRepresentation(Representation):
     """A representation built from e3nn blocks: exact coupling constants and edge harmonics."""

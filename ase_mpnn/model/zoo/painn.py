@@ -62,16 +62,19 @@ def _filters(radial, fcut, weight, bias):
     return radial @ weight.T + fcut * bias
 
 
-#: Bytes of one (edges × 3F) temporary in the chunked message step. 768 KiB (512 edges of
-#: PaiNN 128 in float32) keeps a chunk's temporaries in a core's L2 cache and far below
-#: glibc's mmap threshold, so they are reused from the heap instead of being mapped,
-#: page-faulted and returned for every operation (benchmarks/bench_scaling.py).
-CHUNK_BYTES = 3 * 2**18
+#: Bytes of one (edges × 3F) temporary in the chunked message step. On a CPU, 768 KiB
+#: (512 edges of PaiNN 128 in float32) keeps a chunk's temporaries in a core's L2 cache
+#: and far below glibc's mmap threshold, so they are reused from the heap instead of being
+#: mapped, page-faulted and returned for every operation (benchmarks/bench_scaling.py).
+#: A GPU needs large operations to be busy and its caching allocator reuses memory
+#: anyway: there chunks only bound the memory, at 256 MiB per temporary.
+CHUNK_BYTES = {"cpu": 3 * 2**18, "gpu": 2**28}
 
 
-def chunk_edges(n_features: int, itemsize: int) -> int:
-    """Edges per chunk of :class:`ChunkedMessages` for this width and element size."""
-    return max(64, CHUNK_BYTES // (3 * n_features * itemsize))
+def chunk_edges(n_features: int, itemsize: int, device_type: str = "cpu") -> int:
+    """Edges per chunk of :class:`ChunkedMessages` for this width, element size and device."""
+    budget = CHUNK_BYTES["cpu" if device_type == "cpu" else "gpu"]
+    return max(64, budget // (3 * n_features * itemsize))
 
 
 class ChunkedMessages(torch.autograd.Function):
@@ -214,8 +217,8 @@ class PaiNN(Representation):
             cache-sized chunks and saves only per-atom and radial tensors for backward
             (:class:`ChunkedMessages`): the same numbers in less time and a fraction
             of the memory. The default None means more than one chunk
-            (:func:`chunk_edges`, 512 edges for F = 128 in float32), where it starts to
-            pay. A setting of the code path, not of the model: files store it, but
+            (:func:`chunk_edges`: on a CPU 512 edges for F = 128 in float32, where it
+            starts to pay; on a GPU 175k edges, where it starts to save memory). A setting of the code path, not of the model: files store it, but
             loading uses the current default.
         norm_softening: ε of the smooth vector norm sqrt(‖V v‖² + ε²) in the update
             block (feature units, > 0). The default 1 keeps the potential surface C∞
@@ -253,15 +256,26 @@ class PaiNN(Representation):
         self.interactions = nn.ModuleList(PaiNNInteraction(n_features) for _ in range(n_interactions))
         self.updates = nn.ModuleList(PaiNNUpdate(n_features, norm_softening) for _ in range(n_interactions))
 
+    def edges_per_chunk(self, lengths: torch.Tensor) -> int | None:
+        """Edges per chunk of the message step for these edges; None: no chunks (plain autograd)."""
+        chunk = chunk_edges(self.n_features, lengths.element_size(), lengths.device.type)
+        threshold = chunk if self.low_memory_edges is None else self.low_memory_edges
+        return chunk if lengths.shape[0] > threshold else None
+
+    def compiled_pays_for(self, lengths: torch.Tensor) -> bool:
+        """Graphs of the chunked path run eagerly: a Python loop over chunks would make
+        ``torch.compile`` recompile for every edge count, and the eager path is faster
+        there anyway (benchmarks/anchors, ``--compile``)."""
+        return self.edges_per_chunk(lengths) is None
+
     def forward(self, species, edge_index, vectors, lengths):
         receiver, sender = edge_index[0], edge_index[1]
         unit = vectors / lengths[:, None]
         fcut = self.cutoff_fn(lengths)[:, None]
         radial = self.rbf(lengths) * fcut  # (n_edges, n_rbf)
         width = 3 * self.n_features
-        chunk = chunk_edges(self.n_features, radial.element_size())
-        threshold = chunk if self.low_memory_edges is None else self.low_memory_edges
-        if lengths.shape[0] > threshold:
+        chunk = self.edges_per_chunk(lengths)
+        if chunk is not None:
             weights = torch.split(self.filter_net.weight, width, dim=0)
             biases = torch.split(self.filter_bias, width)
             filters = [(radial, fcut, w, b, chunk) for w, b in zip(weights, biases)]
