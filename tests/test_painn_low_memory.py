@@ -72,6 +72,9 @@ def test_chunk_size_follows_width_and_dtype():
     assert painn.chunk_edges(128, 8) == 256
     assert painn.chunk_edges(4096, 8) == 64  # never fewer than 64 edges
     assert painn.chunk_edges(128, 4, "cuda") == 174762  # on a GPU chunks only bound the memory
+    assert painn.chunk_edges(128, 4, "cpu", threads=2) == 512  # spinning threads: L2-sized chunks
+    assert painn.chunk_edges(128, 4, "cpu", threads=2, passive=True) == 4096  # sleeping threads: 3 MiB each
+    assert painn.chunk_edges(128, 4, "cpu", threads=1, passive=True) == 512
 
 
 def test_loading_uses_the_current_low_memory_threshold(tmp_path):

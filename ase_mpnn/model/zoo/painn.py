@@ -33,6 +33,8 @@ atoms × F rather than edges × 3F × blocks, and the time per atom stays flat.
 
 from __future__ import annotations
 
+import os
+
 import torch
 from torch import nn
 
@@ -66,14 +68,26 @@ def _filters(radial, fcut, weight, bias):
 #: (512 edges of PaiNN 128 in float32) keeps a chunk's temporaries in a core's L2 cache
 #: and far below glibc's mmap threshold, so they are reused from the heap instead of being
 #: mapped, page-faulted and returned for every operation (benchmarks/bench_scaling.py).
-#: A GPU needs large operations to be busy and its caching allocator reuses memory
-#: anyway: there chunks only bound the memory, at 256 MiB per temporary.
-CHUNK_BYTES = {"cpu": 3 * 2**18, "gpu": 2**28}
+#: With OMP_WAIT_POLICY=PASSIVE (set by the ase-mpnn command) idle OpenMP threads sleep,
+#: and every multi-threaded operation pays their wake-up: there each thread gets 3 MiB
+#: per operation instead (192-atom box, 2 threads on the 2-core benchmark machine:
+#: 222 ms with 768 KiB chunks, 117 ms with 6 MiB, 154 ms unchunked; with the default
+#: spinning policy 58 ms with 768 KiB). A GPU needs large operations to be busy and its
+#: caching allocator reuses memory anyway: there chunks only bound the memory, at 256 MiB
+#: per temporary.
+CHUNK_BYTES = {"cpu": 3 * 2**18, "cpu_passive_per_thread": 3 * 2**20, "gpu": 2**28}
 
 
-def chunk_edges(n_features: int, itemsize: int, device_type: str = "cpu") -> int:
-    """Edges per chunk of :class:`ChunkedMessages` for this width, element size and device."""
-    budget = CHUNK_BYTES["cpu" if device_type == "cpu" else "gpu"]
+def chunk_edges(n_features: int, itemsize: int, device_type: str = "cpu", threads: int = 1,
+                passive: bool = False) -> int:
+    """Edges per chunk of :class:`ChunkedMessages` for this width, element size, device,
+    torch thread count and OpenMP wait policy (see :data:`CHUNK_BYTES`)."""
+    if device_type != "cpu":
+        budget = CHUNK_BYTES["gpu"]
+    elif threads > 1 and passive:
+        budget = CHUNK_BYTES["cpu_passive_per_thread"] * threads
+    else:
+        budget = CHUNK_BYTES["cpu"]
     return max(64, budget // (3 * n_features * itemsize))
 
 
@@ -218,7 +232,8 @@ class PaiNN(Representation):
             (:class:`ChunkedMessages`): the same numbers in less time and a fraction
             of the memory. The default None means more than one chunk
             (:func:`chunk_edges`: on a CPU 512 edges for F = 128 in float32, where it
-            starts to pay; on a GPU 175k edges, where it starts to save memory). A setting of the code path, not of the model: files store it, but
+            starts to pay, 2048 per thread with sleeping OpenMP threads; on a GPU 175k
+            edges, where it starts to save memory). A setting of the code path, not of the model: files store it, but
             loading uses the current default.
         norm_softening: ε of the smooth vector norm sqrt(‖V v‖² + ε²) in the update
             block (feature units, > 0). The default 1 keeps the potential surface C∞
@@ -258,7 +273,8 @@ class PaiNN(Representation):
 
     def edges_per_chunk(self, lengths: torch.Tensor) -> int | None:
         """Edges per chunk of the message step for these edges; None: no chunks (plain autograd)."""
-        chunk = chunk_edges(self.n_features, lengths.element_size(), lengths.device.type)
+        chunk = chunk_edges(self.n_features, lengths.element_size(), lengths.device.type, torch.get_num_threads(),
+                            os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE")
         threshold = chunk if self.low_memory_edges is None else self.low_memory_edges
         return chunk if lengths.shape[0] > threshold else None
 
