@@ -70,7 +70,7 @@ from __future__ import annotations
 
 import os
 
-os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # for this process and, inherited, the workers
+os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # this process; the workers get --omp-wait-policy
 
 import argparse
 import datetime
@@ -103,13 +103,13 @@ class Worker:
     """One worker subprocess; ``ask`` sends a JSON line and returns the JSON answer."""
 
     def __init__(self, name: str, python: str, script: str, threads: int, logdir: str,
-                 device: str = "cpu", keep_pythonpath: bool = False):
+                 device: str = "cpu", keep_pythonpath: bool = False, wait_policy: str = "PASSIVE"):
         if not os.path.exists(python):
             raise SystemExit(f"{python} is missing: run `bash benchmarks/anchors/setup_anchors.sh` first")
         self.name = name
         self.log_path = os.path.join(logdir, f"{name}.stderr")
         self._log = open(self.log_path, "w")  # noqa: SIM115 (closed in close())
-        env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", OMP_NUM_THREADS=str(threads),
+        env = dict(os.environ, OMP_WAIT_POLICY=wait_policy, OMP_NUM_THREADS=str(threads),
                    PYTHONUNBUFFERED="1")
         if not keep_pythonpath:  # the anchor environments: nothing of this interpreter's path
             env.pop("PYTHONPATH", None)
@@ -423,6 +423,10 @@ def main() -> None:
                              "end with torch.cuda.synchronize()")
     parser.add_argument("--ours-only", action="store_true",
                         help="run ase_mpnn's side only (no anchor environments needed): our times, no ratios")
+    parser.add_argument("--omp-wait-policy", choices=("PASSIVE", "default"), default="PASSIVE",
+                        help="OMP_WAIT_POLICY of every worker (default PASSIVE: idle threads sleep at once; "
+                             "'default': OpenMP's own default, threads spin a while first, what a user who "
+                             "sets nothing gets)")
     parser.add_argument("--compile", action="store_true",
                         help="ours with MPNNCalculator(compile=True) (torch.compile of the representation; "
                              "compiled during the warm-up calls, which are not timed)")
@@ -463,10 +467,11 @@ def main() -> None:
         try:
             # ours: this interpreter, with its PYTHONPATH (ase_mpnn may come from the source tree)
             pair.append(Worker(f"ours ({ARCH_NAMES[arch].split()[0]})", sys.executable, "worker_ours.py",
-                               args.threads, logdir, args.device, keep_pythonpath=True))
+                               args.threads, logdir, args.device, keep_pythonpath=True,
+                               wait_policy=args.omp_wait_policy))
             if not args.ours_only:
                 pair.append(Worker(anchor, os.path.join(VENVS, venv_name, "bin", "python"), script,
-                                   args.threads, logdir, args.device))
+                                   args.threads, logdir, args.device, wait_policy=args.omp_wait_policy))
             ours = pair[0]
             theirs = None if args.ours_only else pair[1]
             infos.setdefault("ours", ours.info)
@@ -514,6 +519,7 @@ def main() -> None:
     cmd += " --ours-only" if args.ours_only else ""
     cmd += f" --only '{args.only}'" if args.only else ""
     cmd += " --compile" if args.compile else ""
+    cmd += " --omp-wait-policy default" if args.omp_wait_policy == "default" else ""
     print(f"Command: `{cmd}`{' (--quick: not numbers to quote)' if args.quick else ''}")
     print(f"Date: {started:%Y-%m-%d %H:%M} UTC; run took {elapsed:.0f} s")
     print(f"Machine: {cpu_model()}, os.cpu_count() = {os.cpu_count()}, {platform.system()} {platform.release()}")
@@ -522,7 +528,8 @@ def main() -> None:
               "every process, torch.cuda.synchronize() at both ends of every timed region")
     print(f"Load average (1/5/15 min): before {fmt_load(load_before)}, after {fmt_load(load_after)}")
     print(f"Threads: torch.set_num_threads({args.threads}), OMP_NUM_THREADS={args.threads}, "
-          f"OMP_WAIT_POLICY=PASSIVE in every process")
+          f"OMP_WAIT_POLICY={args.omp_wait_policy if args.omp_wait_policy == 'PASSIVE' else '(unset)'} "
+          "in every process")
     for name, info in infos.items():
         extra = f", e3nn {info['e3nn']}" if "e3nn" in info else ""
         extra += f", device {info['device']}" if args.device == "cuda" else ""

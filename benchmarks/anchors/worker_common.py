@@ -39,7 +39,12 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported
+# Before torch is imported. bench_anchors.py --omp-wait-policy default: OpenMP's own
+# default (threads spin a while before sleeping), what a user who sets nothing gets.
+if os.environ.get("OMP_WAIT_POLICY") == "default":
+    del os.environ["OMP_WAIT_POLICY"]
+else:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import json
 import platform
