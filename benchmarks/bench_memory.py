@@ -1,9 +1,11 @@
-"""Peak memory of PaiNN energy + forces + stress with and without its low-memory path.
+"""Peak memory and time of PaiNN energy + forces + stress with and without its chunked message step.
 
 PaiNN 128×3 (float32, 5 Å) on periodic water boxes; each case runs in its own process
-and reports the peak resident memory of two calls (``ru_maxrss``). The low-memory path
-(``low_memory_edges``) recomputes per-edge intermediates in the backward pass instead
-of storing them.
+and reports the peak resident memory of two calls (``ru_maxrss``) and the time of the
+second. The chunked (low-memory) path (``ChunkedMessages``, taken above
+``low_memory_edges``; ``low_memory_edges=0`` forces it here, a huge value turns it off)
+walks the edges in cache-sized chunks and recomputes per-edge intermediates in the
+backward pass instead of storing them.
 
     python benchmarks/bench_memory.py [--quick]
 """
@@ -64,7 +66,7 @@ def main() -> None:
                 print(f"| n={n}³ H2O | {path} | failed | {run.stderr.strip().splitlines()[-1][:60]} |")
                 continue
             r = json.loads(run.stdout.strip().splitlines()[-1])
-            label = "low-memory" if path == "low" else "autograd (plain)"
+            label = "chunked (low-memory)" if path == "low" else "autograd (plain)"
             print(f"| {r['atoms']} | {label} | {r['seconds']:.2f} | {r['peak_gb']:.2f} |")
             sys.stdout.flush()
 
