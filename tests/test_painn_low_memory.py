@@ -70,7 +70,9 @@ def test_low_memory_model_equals_plain_model(monkeypatch):
 def test_chunk_size_follows_width_and_dtype():
     assert painn.chunk_edges(128, 4) == 512  # (512, 384) float32 temporaries: 768 KiB
     assert painn.chunk_edges(128, 8) == 256
-    assert painn.chunk_edges(4096, 8) == 64  # never fewer than 64 edges
+    assert painn.chunk_edges(4096, 8) == 256  # never fewer than 256 edges
+    from ase_mpnn.model.committee_model import ONE_PASS_MAX_EDGES
+    assert painn.chunk_edges(10**6, 8) > ONE_PASS_MAX_EDGES  # vmapped committees never chunk
     assert painn.chunk_edges(128, 4, "cuda") == 174762  # on a GPU chunks only bound the memory
     assert painn.chunk_edges(128, 4, "cpu", threads=2) == 512  # spinning threads: L2-sized chunks
     assert painn.chunk_edges(128, 4, "cpu", threads=2, passive=True) == 4096  # sleeping threads: 3 MiB each

@@ -88,7 +88,9 @@ def chunk_edges(n_features: int, itemsize: int, device_type: str = "cpu", thread
         budget = CHUNK_BYTES["cpu_passive_per_thread"] * threads
     else:
         budget = CHUNK_BYTES["cpu"]
-    return max(64, budget // (3 * n_features * itemsize))
+    # Never under 256 edges: a committee's vmapped pass (graphs up to 128 edges,
+    # committee_model.ONE_PASS_MAX_EDGES) must not reach this autograd.Function.
+    return max(256, budget // (3 * n_features * itemsize))
 
 
 class ChunkedMessages(torch.autograd.Function):
