@@ -32,7 +32,9 @@ def test_create_info_predict(tmp_path, capsys):
     written = ase.io.read(out, ":")
     direct = molecule("H2O2")
     direct.calc = MPNNCalculator(str(model))
-    assert written[1].get_potential_energy() == pytest.approx(direct.get_potential_energy(), rel=1e-5)
+    # float32: the batched CLI pass and the single call round differently (measured 3e-8 eV
+    # apart on this 2.6e-3 eV energy); a wrong or misordered structure is off by far more.
+    assert written[1].get_potential_energy() == pytest.approx(direct.get_potential_energy(), rel=1e-5, abs=1e-6)
     np.testing.assert_allclose(written[1].get_forces(), direct.get_forces(), atol=1e-5)
 
 

@@ -23,6 +23,11 @@ Smoothness: the symmetric contraction is a polynomial in A, the interaction a te
 product with radial weights from a SiLU MLP, the read-outs linear maps: C∞ in the edge
 vectors (no norms of equivariant features). The surface is C∞ away from the cutoff
 (``tests/test_smoothness.py``).
+
+Memory: graphs with more edges than one chunk (8 MiB of messages on a CPU) build and sum
+their messages a chunk at a time, recomputed in the backward pass
+(:func:`~ase_mpnn.model.nn.chunks.chunked_edge_sum`), so per-edge tensors never exceed a
+chunk; the results and derivatives are those of the direct sum (``tests/test_chunks.py``).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from e3nn import o3
 from torch import nn
 
 from ..nn import MLP, PolynomialCutoff, SineRBF, scatter_sum
+from ..nn.chunks import chunked_edge_sum, edge_chunk_size
 from ..nn.e3nn_utils import SymmetricTensorOut, natural_irreps
 from ..nn.representation import E3nnRepresentation, Features, split_scalars_vectors
 
@@ -181,11 +187,20 @@ class MACELayer(nn.Module):
         self.self_connection = ElementLinear(irreps_in, irreps_out, n_species)
 
     def forward(self, h, species, sh, radial, envelope, receiver, sender):
-        weights = self.radial(radial) * envelope[:, None]  # (n_edges, weight_numel), 0 at r_c
-        messages = self.conv(self.linear_up(h).index_select(0, sender), sh, weights)
-        a = scatter_sum(messages, receiver, h.shape[0])
+        h_up = self.linear_up(h)
+        chunk = edge_chunk_size(self.conv.irreps_out.dim, radial.element_size(), radial.device.type)
+        if radial.shape[0] <= chunk:
+            a = scatter_sum(self._messages(h_up, sh, radial, envelope, sender), receiver, h.shape[0])
+        else:  # large graphs: a chunk of edges at a time (nn/chunks.py)
+            a = chunked_edge_sum(self._messages, (h_up,), (sh, radial, envelope, sender), receiver,
+                                 h.shape[0], chunk)
         a = self.linear_a(a * self.inv_avg_neighbors)
         return self.linear_b(self.contraction(a, species)) + self.self_connection(h, species)
+
+    def _messages(self, h_up, sh, radial, envelope, sender):
+        """Per-edge messages R(r_ij) Y(r̂_ij) ⊗ W_up h_j, (n_edges, width)."""
+        weights = self.radial(radial) * envelope[:, None]  # (n_edges, weight_numel), 0 at r_c
+        return self.conv(h_up.index_select(0, sender), sh, weights)
 
 
 class MACE(E3nnRepresentation):

@@ -33,12 +33,11 @@ atoms × F rather than edges × 3F × blocks, and the time per atom stays flat.
 
 from __future__ import annotations
 
-import os
-
 import torch
 from torch import nn
 
 from ..nn import MLP, CosineCutoff, SineRBF, scatter_sum
+from ..nn.chunks import threads_sleep
 from ..nn.representation import Features, Representation
 
 
@@ -276,7 +275,7 @@ class PaiNN(Representation):
     def edges_per_chunk(self, lengths: torch.Tensor) -> int | None:
         """Edges per chunk of the message step for these edges; None: no chunks (plain autograd)."""
         chunk = chunk_edges(self.n_features, lengths.element_size(), lengths.device.type, torch.get_num_threads(),
-                            os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE")
+                            threads_sleep())
         threshold = chunk if self.low_memory_edges is None else self.low_memory_edges
         return chunk if lengths.shape[0] > threshold else None
 
