@@ -234,8 +234,8 @@ class PaiNN(Representation):
             of the memory. The default None means more than one chunk
             (:func:`chunk_edges`: on a CPU 512 edges for F = 128 in float32, where it
             starts to pay, 2048 per thread with sleeping OpenMP threads; on a GPU 175k
-            edges, where it starts to save memory). A setting of the code path, not of the model: files store it, but
-            loading uses the current default.
+            edges, where it starts to save memory). A setting of the code path, not
+            of the model: files store it, but loading uses the current default.
         norm_softening: ε of the smooth vector norm sqrt(‖V v‖² + ε²) in the update
             block (feature units, > 0). The default 1 keeps the potential surface C∞
             with bounded curvature; 1e-4 reproduces the original near-corner (files
