@@ -118,12 +118,12 @@ class MPNNCalculator(Calculator):
         compile: compile the model's representation and scalar read-out with
             ``torch.compile`` (dynamic shapes) on first use. It pays for small molecules,
             whose calls are hundreds of tiny operations: for one water with PaiNN 128×3 on one
-            thread, ASE Langevin runs at 657 instead of 478 steps/s, after 15–25 s of
-            compiling on first use (a C++ compiler is needed). For larger systems it
-            depends on size and threads (192-atom water box: 101 against 201 ms per call on
-            one thread, 159 against 118 ms on two; ``benchmarks/anchors/bench_anchors.py
-            --compile``). For single models of PaiNN, SchNet, BPNN or EGNN (not committees;
-            torch.compile cannot trace the e3nn-based architectures).
+            thread, 1.25–1.45× more ASE Langevin steps per second
+            (``benchmarks/anchors/bench_anchors.py --compile``), after 15–25 s of compiling
+            on first use (a C++ compiler is needed). Graphs that take PaiNN's chunked
+            message step (more than ~512 edges) run eagerly. For single models of PaiNN,
+            SchNet, BPNN or EGNN (not committees; torch.compile cannot trace the e3nn-based
+            architectures).
 
     Units: eV, Å, e; dipole e·Å; stress eV/Å³ (Voigt order); polarizability e²Å²/eV
     (ASE's convention: × 14.3996 for Å³).

@@ -41,18 +41,19 @@ def test_chunked_sum_equals_direct_sum_with_first_and_second_derivatives(chunk):
     assert torch.autograd.gradgradcheck(chunked, (h, attr))
 
 
-def test_chunk_size_follows_width_dtype_and_device(monkeypatch):
+def test_chunk_size_follows_width_device_and_threads(monkeypatch):
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    assert edge_chunk_size(1024, 4) == 2048  # MACE's first-layer messages in float32: 8 MiB
-    assert edge_chunk_size(10**6, 8) == 256  # never fewer than 256 edges (committees vmap up to 128)
-    assert edge_chunk_size(1024, 4, "cuda") == 65536
+    assert edge_chunk_size(1024 * 4) == 2048  # MACE's first-layer messages in float32: 8 MiB
+    assert edge_chunk_size(10**6) == 256  # never fewer than 256 edges (committees vmap up to 128)
+    assert edge_chunk_size(1024 * 4, "cuda") == 65536
+    assert edge_chunk_size(384 * 4, cpu_bytes=3 * 2**18) == 512  # PaiNN's own CPU size
     monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # sleeping threads: fewer, larger operations
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        assert edge_chunk_size(1024, 4) == 2048 * 4 * 2
+        assert edge_chunk_size(1024 * 4) == 2048 * 4 * 2
         torch.set_num_threads(1)
-        assert edge_chunk_size(1024, 4) == 2048
+        assert edge_chunk_size(1024 * 4) == 2048
     finally:
         torch.set_num_threads(threads)
 

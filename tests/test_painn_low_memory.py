@@ -56,7 +56,7 @@ def test_low_memory_first_and_second_derivatives(with_vectors, chunk):
 
 
 def test_low_memory_model_equals_plain_model(monkeypatch):
-    monkeypatch.setattr(painn, "chunk_edges", lambda *args: 7)  # many chunks, a short last one
+    monkeypatch.setattr(painn, "edge_chunk_size", lambda *args: 7)  # many chunks, a short last one
     model = make_model("painn")
     crystal = random_crystal(seed=3)
     graph = ase_mpnn.build_graph([crystal], model.cutoff, dtype=torch.float64)
@@ -67,16 +67,31 @@ def test_low_memory_model_equals_plain_model(monkeypatch):
         torch.testing.assert_close(low[key], plain[key], rtol=1e-12, atol=1e-12)
 
 
-def test_chunk_size_follows_width_and_dtype():
-    assert painn.chunk_edges(128, 4) == 512  # (512, 384) float32 temporaries: 768 KiB
-    assert painn.chunk_edges(128, 8) == 256
-    assert painn.chunk_edges(4096, 8) == 256  # never fewer than 256 edges
+def test_chunk_size_follows_width_dtype_device_and_threads(monkeypatch):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    model = painn.PaiNN(2, 5.0, n_features=128)
+    threads = torch.get_num_threads()
+
+    def chunk(n_edges, dtype=torch.float32, device="cpu"):
+        lengths = torch.ones(n_edges, dtype=dtype)
+        if device != "cpu":  # no GPU needed: only the tensor's device type is read
+            lengths = torch.empty(n_edges, dtype=dtype, device="meta")
+        return model.edges_per_chunk(lengths)
+
+    try:
+        torch.set_num_threads(2)
+        assert chunk(512) is None and chunk(513) == 512  # (512, 384) float32 temporaries: 768 KiB
+        assert chunk(1000, torch.float64) == 256
+        assert chunk(200_000, device="meta") == 174762  # off the CPU chunks only bound the memory
+        monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # sleeping threads: 3 MiB per thread
+        assert chunk(10_000) == 4096
+        torch.set_num_threads(1)
+        assert chunk(10_000) == 512
+    finally:
+        torch.set_num_threads(threads)
     from ase_mpnn.model.committee_model import ONE_PASS_MAX_EDGES
-    assert painn.chunk_edges(10**6, 8) > ONE_PASS_MAX_EDGES  # vmapped committees never chunk
-    assert painn.chunk_edges(128, 4, "cuda") == 174762  # on a GPU chunks only bound the memory
-    assert painn.chunk_edges(128, 4, "cpu", threads=2) == 512  # spinning threads: L2-sized chunks
-    assert painn.chunk_edges(128, 4, "cpu", threads=2, passive=True) == 4096  # sleeping threads: 3 MiB each
-    assert painn.chunk_edges(128, 4, "cpu", threads=1, passive=True) == 512
+    assert painn.PaiNN(2, 5.0, n_features=4096).edges_per_chunk(torch.ones(300, dtype=torch.float64)) == 256
+    assert 256 > ONE_PASS_MAX_EDGES  # vmapped committees never chunk
 
 
 def test_loading_uses_the_current_low_memory_threshold(tmp_path):

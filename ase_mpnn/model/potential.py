@@ -140,9 +140,10 @@ class AtomisticModel(nn.Module):
         """Run the representation and the scalar read-out through ``torch.compile`` (dynamic shapes).
 
         The compiled module is kept outside the module tree, so weights, state-dict keys
-        and model files are unchanged. One water with PaiNN 128×3: energy + forces in 0.93
-        instead of 1.61 ms on one thread; for larger graphs the gain depends on size and
-        threads (see ``MPNNCalculator(compile=True)``). Inference only: training does not use it.
+        and model files are unchanged. It pays for small molecules (see
+        ``MPNNCalculator(compile=True)``); graphs for which the representation's
+        ``compiled_pays_for`` says no (PaiNN's chunked path) run eagerly. Inference only:
+        training does not use it.
         """
         if not getattr(self.representation, "compilable", False):
             raise ValueError(f"compile=True does not work for {self.architecture}: torch.compile cannot trace its "

@@ -21,11 +21,14 @@ from collections.abc import Callable, Sequence
 import torch
 from torch.utils.checkpoint import checkpoint
 
-#: Bytes of one chunk's (edges × width) message tensor: 8 MiB on a CPU (stays below
-#: glibc's mmap threshold, so the memory is reused from the heap; 2,048 edges of MACE's
-#: 1024-wide first-layer messages in float32), 256 MiB on a GPU (only bounds memory).
-#: With sleeping OpenMP threads (see :func:`threads_sleep`) every parallel operation
-#: pays a wake-up, so there a CPU chunk is 4 × threads times larger.
+#: Bytes of one chunk's (edges × width) message tensor, by default: 8 MiB on a CPU
+#: (below glibc's mmap threshold, so the memory is reused from the heap; 2,048 edges of
+#: MACE's 1024-wide first-layer messages in float32), 256 MiB on a GPU (there chunks only
+#: bound the memory: a GPU needs large operations, and its caching allocator reuses
+#: memory anyway). With sleeping OpenMP threads (see :func:`threads_sleep`) every
+#: parallel operation pays a wake-up, so there a CPU chunk is 4 × threads times larger
+#: (PaiNN, 192-atom box, ASE call on two PASSIVE threads: 235 ms with the plain CPU size,
+#: 170 ms with this rule; benchmarks/anchors/bench_anchors.py, 2026-11-30).
 CHUNK_BYTES = {"cpu": 2**23, "gpu": 2**28}
 
 
@@ -36,16 +39,17 @@ def threads_sleep() -> bool:
     return torch.get_num_threads() > 1 and os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
 
 
-def edge_chunk_size(width: int, itemsize: int, device_type: str = "cpu") -> int:
-    """Edges per chunk for messages of ``width`` numbers of ``itemsize`` bytes (at least 256,
-    so a committee's vmapped pass, up to 128 edges, never chunks)."""
+def edge_chunk_size(bytes_per_edge: int, device_type: str = "cpu", cpu_bytes: int = CHUNK_BYTES["cpu"]) -> int:
+    """Edges per chunk when one edge's widest temporary takes ``bytes_per_edge`` bytes and a
+    CPU chunk's takes ``cpu_bytes`` (see :data:`CHUNK_BYTES`). At least 256 edges, so a
+    committee's vmapped pass (up to 128 edges) never chunks."""
     if device_type != "cpu":
         budget = CHUNK_BYTES["gpu"]
     elif threads_sleep():
-        budget = CHUNK_BYTES["cpu"] * 4 * torch.get_num_threads()
+        budget = cpu_bytes * 4 * torch.get_num_threads()
     else:
-        budget = CHUNK_BYTES["cpu"]
-    return max(256, budget // (width * itemsize))
+        budget = cpu_bytes
+    return max(256, budget // bytes_per_edge)
 
 
 def chunked_edge_sum(

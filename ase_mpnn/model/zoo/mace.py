@@ -188,7 +188,7 @@ class MACELayer(nn.Module):
 
     def forward(self, h, species, sh, radial, envelope, receiver, sender):
         h_up = self.linear_up(h)
-        chunk = edge_chunk_size(self.conv.irreps_out.dim, radial.element_size(), radial.device.type)
+        chunk = edge_chunk_size(self.conv.irreps_out.dim * radial.element_size(), radial.device.type)
         if radial.shape[0] <= chunk:
             a = scatter_sum(self._messages(h_up, sh, radial, envelope, sender), receiver, h.shape[0])
         else:  # large graphs: a chunk of edges at a time (nn/chunks.py)

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from ..nn import MLP, CosineCutoff, SineRBF, scatter_sum
-from ..nn.chunks import threads_sleep
+from ..nn.chunks import edge_chunk_size
 from ..nn.representation import Features, Representation
 
 
@@ -63,33 +63,12 @@ def _filters(radial, fcut, weight, bias):
     return radial @ weight.T + fcut * bias
 
 
-#: Bytes of one (edges × 3F) temporary in the chunked message step. On a CPU, 768 KiB
-#: (512 edges of PaiNN 128 in float32) keeps a chunk's temporaries in a core's L2 cache
-#: and far below glibc's mmap threshold, so they are reused from the heap instead of being
-#: mapped, page-faulted and returned for every operation (benchmarks/bench_scaling.py).
-#: With OMP_WAIT_POLICY=PASSIVE (set by the ase-mpnn command) idle OpenMP threads sleep,
-#: and every multi-threaded operation pays their wake-up: there each thread gets 3 MiB
-#: per operation instead (192-atom box, 2 threads on the 2-core benchmark machine:
-#: 222 ms with 768 KiB chunks, 117 ms with 6 MiB, 154 ms unchunked; with the default
-#: spinning policy 58 ms with 768 KiB). A GPU needs large operations to be busy and its
-#: caching allocator reuses memory anyway: there chunks only bound the memory, at 256 MiB
-#: per temporary.
-CHUNK_BYTES = {"cpu": 3 * 2**18, "cpu_passive_per_thread": 3 * 2**20, "gpu": 2**28}
-
-
-def chunk_edges(n_features: int, itemsize: int, device_type: str = "cpu", threads: int = 1,
-                passive: bool = False) -> int:
-    """Edges per chunk of :class:`ChunkedMessages` for this width, element size, device,
-    torch thread count and OpenMP wait policy (see :data:`CHUNK_BYTES`)."""
-    if device_type != "cpu":
-        budget = CHUNK_BYTES["gpu"]
-    elif threads > 1 and passive:
-        budget = CHUNK_BYTES["cpu_passive_per_thread"] * threads
-    else:
-        budget = CHUNK_BYTES["cpu"]
-    # Never under 256 edges: a committee's vmapped pass (graphs up to 128 edges,
-    # committee_model.ONE_PASS_MAX_EDGES) must not reach this autograd.Function.
-    return max(256, budget // (3 * n_features * itemsize))
+#: Bytes of one (edges × 3F) temporary of the chunked message step on a CPU: 768 KiB
+#: (512 edges of PaiNN 128 in float32) keeps a chunk's temporaries in a core's L2 cache,
+#: reused from the heap instead of being mapped, page-faulted and returned for every
+#: operation (benchmarks/bench_memory.py). GPU sizes and sleeping OpenMP threads:
+#: :func:`~ase_mpnn.model.nn.chunks.edge_chunk_size`.
+CPU_CHUNK_BYTES = 3 * 2**18
 
 
 class ChunkedMessages(torch.autograd.Function):
@@ -232,7 +211,7 @@ class PaiNN(Representation):
             cache-sized chunks and saves only per-atom and radial tensors for backward
             (:class:`ChunkedMessages`): the same numbers in less time and a fraction
             of the memory. The default None means more than one chunk
-            (:func:`chunk_edges`: on a CPU 512 edges for F = 128 in float32, where it
+            (:data:`CPU_CHUNK_BYTES`: on a CPU 512 edges for F = 128 in float32, where it
             starts to pay, 2048 per thread with sleeping OpenMP threads; on a GPU 175k
             edges, where it starts to save memory). A setting of the code path, not
             of the model: files store it, but loading uses the current default.
@@ -274,8 +253,7 @@ class PaiNN(Representation):
 
     def edges_per_chunk(self, lengths: torch.Tensor) -> int | None:
         """Edges per chunk of the message step for these edges; None: no chunks (plain autograd)."""
-        chunk = chunk_edges(self.n_features, lengths.element_size(), lengths.device.type, torch.get_num_threads(),
-                            threads_sleep())
+        chunk = edge_chunk_size(3 * self.n_features * lengths.element_size(), lengths.device.type, CPU_CHUNK_BYTES)
         threshold = chunk if self.low_memory_edges is None else self.low_memory_edges
         return chunk if lengths.shape[0] > threshold else None
 
