@@ -65,3 +65,56 @@ def test_vectors_are_cartesian_xyz():
     assert v[:, 2].abs().max() > 1e-6  # a dimer along z has vectors along z only
     assert v[:, :2].abs().max() < 1e-12
     torch.testing.assert_close(t, t.transpose(1, 2))
+
+
+def e3nn_contraction(sc: SymmetricContraction, a: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+    """The symmetric contraction written with e3nn's own C-channel tensor products (float64)."""
+    C, n = sc.n_channels, a.shape[0]
+    levels = [a]
+    for irreps1, irreps2, irreps_out, instructions in sc.couplings:
+        widen = lambda irreps: o3.Irreps([(C, ir) for _, ir in irreps])  # noqa: E731
+        tp = o3.TensorProduct(widen(irreps1), widen(irreps2), widen(irreps_out), instructions).double()
+        restore_exact_constants_(tp)
+        levels.append(tp(levels[-1], a))
+    out = []
+    for t, terms, weight in zip(sc.targets, sc.terms, sc.weights):
+        parts = [levels[k][:, C * i : C * j].reshape(n, C, t.dim) for k, i, j in terms]
+        w = weight.index_select(0, species)
+        out.append(torch.einsum("nekd,nek->nkd", torch.stack(parts, 1), w).reshape(n, -1))
+    return torch.cat(out, dim=1)
+
+
+def test_contraction_equals_e3nn_tensor_products_in_blocks_of_atoms(monkeypatch):
+    """The gathered nonzero couplings give e3nn's numbers, whole and a few atoms at a time."""
+    torch.manual_seed(0)
+    targets = [o3.Irrep("0e"), o3.Irrep("1o"), o3.Irrep("2e")]
+    sc = SymmetricContraction(4, 3, targets, correlation=3, n_species=2).double()
+    restore_exact_constants_(sc)
+    a = torch.randn(7, natural_irreps(4, 3).dim, dtype=torch.float64, requires_grad=True)
+    species = torch.tensor([0, 1, 1, 0, 1, 0, 0])
+    expected = e3nn_contraction(sc, a, species)
+    assert expected.abs().max() > 1.0
+    torch.testing.assert_close(sc(a, species), expected, rtol=0, atol=1e-12)
+    import ase_mpnn.model.zoo.mace as mace_module
+
+    widest = max(getattr(sc, f"first_{k}").shape[0] for k in range(len(sc.couplings)))
+    # Blocks of 3 atoms, whatever the thread settings.
+    monkeypatch.setattr(mace_module, "chunk_budget", lambda device_type, cpu_bytes: 3 * widest * 4 * 8)
+    blocked = sc(a, species)
+    torch.testing.assert_close(blocked, expected, rtol=0, atol=1e-12)
+    (g_blocked,) = torch.autograd.grad((blocked**2).sum(), a)
+    (g_e3nn,) = torch.autograd.grad((expected**2).sum(), a)
+    torch.testing.assert_close(g_blocked, g_e3nn, rtol=0, atol=1e-10)
+
+
+def test_files_with_the_old_contraction_buffers_load(tmp_path):
+    """Files written when the contraction held e3nn products keep loading (their buffers had no weights)."""
+    import ase_mpnn
+    from ase_mpnn.model.io import without_legacy_buffers
+
+    model = ase_mpnn.build_model("mace", ["H", "O"], cutoff=3.0, n_channels=4, l_max_sh=2, n_layers=1)
+    state = model.state_dict()
+    old = dict(state, **{"representation.layers.0.contraction.tps.0.output_mask": torch.ones(3),
+                         "representation.layers.0.contraction.tps.1._compiled_main_left_right._w3j_1_1_2":
+                             torch.ones(3, 3, 5)})
+    model.load_state_dict(without_legacy_buffers(old, model))

@@ -255,8 +255,10 @@ def _check_config(path: Path, config: Any) -> None:
 
 # Buffers that files written by earlier versions hold and the current modules no longer
 # have: e3nn's Gate kept an element-wise tensor product (an empty weight and an output
-# mask, no parameters) where the gate is now written out (nn.e3nn_utils.Gate).
-_LEGACY_BUFFER = re.compile(r"\.gate\.mul\.(weight|output_mask)$")
+# mask, no parameters) where the gate is now written out (nn.e3nn_utils.Gate); MACE's
+# symmetric contraction held e3nn tensor products without weights (their Clebsch–Gordan
+# buffers), whose nonzero couplings it now keeps as non-persistent buffers.
+_LEGACY_BUFFER = re.compile(r"\.gate\.mul\.(weight|output_mask)$|\.contraction\.tps\.\d+\.")
 
 
 def without_legacy_buffers(state: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:

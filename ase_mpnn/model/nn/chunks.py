@@ -43,13 +43,16 @@ def edge_chunk_size(bytes_per_edge: int, device_type: str = "cpu", cpu_bytes: in
     """Edges per chunk when one edge's widest temporary takes ``bytes_per_edge`` bytes and a
     CPU chunk's takes ``cpu_bytes`` (see :data:`CHUNK_BYTES`). At least 256 edges, so a
     committee's vmapped pass (up to 128 edges) never chunks."""
+    return max(256, chunk_budget(device_type, cpu_bytes) // bytes_per_edge)
+
+
+def chunk_budget(device_type: str = "cpu", cpu_bytes: int = CHUNK_BYTES["cpu"]) -> int:
+    """Bytes of one chunk's widest temporary on ``device_type`` (see :data:`CHUNK_BYTES`)."""
     if device_type != "cpu":
-        budget = CHUNK_BYTES["gpu"]
-    elif threads_sleep():
-        budget = cpu_bytes * 4 * torch.get_num_threads()
-    else:
-        budget = cpu_bytes
-    return max(256, budget // bytes_per_edge)
+        return CHUNK_BYTES["gpu"]
+    if threads_sleep():
+        return cpu_bytes * 4 * torch.get_num_threads()
+    return cpu_bytes
 
 
 def chunked_edge_sum(
