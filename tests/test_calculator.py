@@ -119,6 +119,36 @@ def test_changing_total_charge_recomputes(painn):
     assert other.get_charges().sum() == pytest.approx(-1.0, abs=1e-10)
 
 
+def test_state_check_agrees_with_ase(painn):
+    """The bitwise fast path of check_state answers what ASE's compare_atoms answers."""
+    from ase.calculators.calculator import compare_atoms
+
+    calc = MPNNCalculator(painn, dtype=F64)
+    atoms = molecule("H2O")
+    atoms.calc = calc
+    atoms.get_forces()
+    variants = {"same": atoms.copy()}
+    variants["moved"] = atoms.copy()
+    variants["moved"].positions[1, 0] += 1e-6
+    variants["within 1e-15"] = atoms.copy()
+    variants["within 1e-15"].positions[1, 1] = np.nextafter(atoms.positions[1, 1], 9.0)
+    variants["cell"] = atoms.copy()
+    variants["cell"].cell = np.eye(3) * 10.0
+    variants["pbc"] = atoms.copy()
+    variants["pbc"].pbc = [True, False, False]
+    variants["numbers"] = atoms.copy()
+    variants["numbers"].numbers[1] = 8
+    variants["magmoms"] = atoms.copy()
+    variants["magmoms"].set_initial_magnetic_moments([0.0, 0.0, 0.0])
+    variants["nan"] = atoms.copy()
+    variants["nan"].positions[0, 0] = np.nan
+    for name, other in variants.items():
+        assert sorted(calc.check_state(other)) == sorted(compare_atoms(calc.atoms, other)), name
+    assert calc.check_state(variants["same"]) == []
+    assert "positions" in calc.check_state(variants["moved"])
+    assert calc.check_state(charged(atoms.copy(), 1)) == ["charge"]
+
+
 def test_forces_are_energy_gradient(painn):
     calc = MPNNCalculator(painn, dtype=F64)
     atoms = molecule("H2O")
