@@ -36,7 +36,7 @@ from .checks import check_device, check_dtype, non_finite_parameters
 from .model.committee_model import ONE_PASS_MAX_EDGES, StackedCommittee, stackable
 from .model.graph import build_graph, total_charge_of
 from .model.io import load_model
-from .model.neighbors import VerletNeighborList
+from .model.neighbors import VerletNeighborList, update_lists
 from .model.potential import AtomisticModel, InputError, NonFiniteResultError
 from .model.properties import (
     MODEL_PROPERTIES,
@@ -241,8 +241,7 @@ class MPNNCalculator(Calculator):
             if len(atoms) == 0:
                 raise InputError(f"structure {k} has no atoms: nothing to calculate")
         wanted = self._model_properties(structures, set(properties), strict)
-        pairs = [self._neighbors(k).update(a.positions, a.cell.array, a.pbc, a.numbers)
-                 for k, a in enumerate(structures)]
+        pairs = update_lists([self._neighbors(k) for k in range(len(structures))], structures)
         graph = build_graph(structures, self.model.cutoff, pairs, dtype=self.dtype, device=self.device)
         grad_needed = bool({"forces", "stress"} & wanted)
         with torch.no_grad() if not grad_needed else torch.enable_grad(), torch_threads(self.threads_for(graph)):

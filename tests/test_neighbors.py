@@ -352,3 +352,31 @@ def test_verlet_reuses_its_result_until_a_shell_pair_crosses_the_cutoff():
         assert _pair_set(*got) == _pair_set(*neighbor_list(pos, cell, pbc, cutoff))
     assert verlet.n_builds == 1
     assert len(got[0]) == 4 and got is not first
+
+
+def test_update_lists_equals_one_update_per_structure():
+    """The stacked check for many beads gives each bead what its own list's update gives."""
+    from ase_mpnn.model.neighbors import update_lists
+
+    rng = np.random.default_rng(3)
+    water = molecule("H2O")
+    box = _random_atoms(4, 12, np.eye(3) * 4.0, True)
+    for template in (water, box):
+        beads = [template.copy() for _ in range(6)]
+        batched = [VerletNeighborList(3.0, 0.5) for _ in beads]
+        single = [VerletNeighborList(3.0, 0.5) for _ in beads]
+        for step in range(8):
+            for k, bead in enumerate(beads):
+                bead.positions += rng.normal(scale=0.02 if k else 0.2, size=bead.positions.shape)
+            if step == 4:
+                beads[2].numbers[0] = 1 if beads[2].numbers[0] != 1 else 8
+                beads[3].cell = beads[3].cell.array * 1.01
+            got = update_lists(batched, beads)
+            for lst, bead, pairs in zip(single, beads, got):
+                assert _pair_set(*pairs) == _pair_set(*lst.update(bead.positions, bead.cell.array, bead.pbc,
+                                                                  bead.numbers))
+        assert sum(lst.n_builds for lst in batched) == sum(lst.n_builds for lst in single)
+        assert min(lst.n_builds for lst in batched) < 8  # the stacked check did reuse lists
+    beads[1].positions[0, 0] = np.nan
+    with pytest.raises(NeighborListError, match="NaN"):
+        update_lists(batched, beads)
