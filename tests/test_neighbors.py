@@ -380,3 +380,20 @@ def test_update_lists_equals_one_update_per_structure():
     beads[1].positions[0, 0] = np.nan
     with pytest.raises(NeighborListError, match="NaN"):
         update_lists(batched, beads)
+
+
+def test_molecule_inside_the_cutoff_keeps_its_list_until_it_stretches_past_it():
+    """A non-periodic molecule with every pair listed needs no rebuild while it fits in the
+    cutoff, however far it drifts; stretched past the cutoff, the far pair leaves."""
+    dimer = Atoms("H2", positions=[[0.0, 0.0, 0.0], [0.0, 0.0, 2.0]])
+    nl = VerletNeighborList(3.0, 0.5)
+    first = _pair_set(*nl.update(dimer.positions, dimer.cell.array, dimer.pbc, dimer.numbers))
+    assert len(first) == 2
+    for shift in (0.4, 5.0, 40.0):  # rigid drift, far beyond skin / 2
+        moved = dimer.positions + shift
+        assert _pair_set(*nl.update(moved, dimer.cell.array, dimer.pbc, dimer.numbers)) == first
+    assert nl.n_builds == 1
+    stretched = dimer.positions.copy()
+    stretched[1, 2] = 3.2
+    assert not _pair_set(*nl.update(stretched, dimer.cell.array, dimer.pbc, dimer.numbers))
+    assert nl.n_builds == 2

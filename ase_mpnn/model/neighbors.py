@@ -365,6 +365,10 @@ class VerletNeighborList:
         self._core: PairList | None = None
         self._shell: tuple[np.ndarray, ...] | None = None
         self._kept: tuple[np.ndarray, PairList] | None = None  # last shell mask and its result
+        # Non-periodic and every ordered pair listed (a small molecule): the list stays
+        # exact while the molecule's bounding box has a diagonal under the cutoff, however
+        # far it drifts (Langevin) or its beads spread (RPMD) since the build.
+        self._complete = False
 
     def _needs_rebuild(self, positions, cell, pbc, numbers) -> bool:
         ref = self._ref_positions
@@ -374,6 +378,8 @@ class VerletNeighborList:
             return True
         if numbers is not None and not np.array_equal(numbers, self._numbers):
             return True
+        if self._complete and _diagonal2(positions) < self.cutoff**2:
+            return False  # a molecule inside the cutoff: every pair, whatever it moved
         delta = positions - ref
         max_d2 = np.einsum("ij,ij->i", delta, delta).max(initial=0.0)
         # Written as "not <=" so that NaN positions force a rebuild, which then
@@ -442,11 +448,19 @@ class VerletNeighborList:
         self._core = (i[core], j[core], shifts[core])
         self._shell = (i[shell], j[shell], shifts[shell], offsets[shell])
         self._kept = None
+        n = len(positions)
+        self._complete = not pbc.any() and len(self._shell[0]) == 0 and len(self._core[0]) == n * (n - 1)
         self._ref_positions = positions.copy()
         self._cell = cell.copy()
         self._pbc = pbc.copy()
         self._numbers = None if numbers is None else numbers.copy()
         self.n_builds += 1
+
+
+def _diagonal2(positions: np.ndarray) -> float:
+    """Squared diagonal of the bounding box: no two atoms are farther apart (NaN if any position is)."""
+    extent = np.ptp(positions, axis=0)
+    return float(extent @ extent)
 
 
 def _squared_distances(
@@ -483,8 +497,10 @@ def update_lists(lists: Sequence[VerletNeighborList], structures: Sequence[Any])
             & np.array([lst._numbers is not None and np.array_equal(a.numbers, lst._numbers)
                         for lst, a in zip(lists, structures)])
         )
-        # "<=" is False for NaN: such a bead goes through update(), which reports it.
-        reuse = same & (moved2 <= np.array([(0.5 * lst.skin) ** 2 for lst in lists]))
+        diagonal2 = np.einsum("bi,bi->b", *(2 * (np.ptp(positions, axis=1),)))
+        inside = np.array([lst._complete and d2 < lst.cutoff**2 for lst, d2 in zip(lists, diagonal2)])
+        # "<=" and "<" are False for NaN: such a bead goes through update(), which reports it.
+        reuse = same & ((moved2 <= np.array([(0.5 * lst.skin) ** 2 for lst in lists])) | inside)
         for k in np.flatnonzero(reuse):
             if len(lists[k]._shell[0]) == 0:
                 results[k] = lists[k]._core
