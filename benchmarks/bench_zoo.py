@@ -5,7 +5,7 @@ energy + forces forward + backward time on a 192-atom and a 1,029-atom periodic 
 box, with the peak memory that pass adds (RSS above the level after building model and
 graph). Each model runs in its own process so peak memories do not mix.
 
-    python benchmarks/bench_zoo.py [--threads 2] [--quick]
+    python benchmarks/bench_zoo.py [--threads 2] [--quick] [--only ARCH ...]
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="192-atom box only, fewer repeats")
+    parser.add_argument("--only", nargs="+", metavar="ARCH", help="these architectures only (e.g. --only mace painn)")
     parser.add_argument("--child", nargs=3, metavar=("ARCH", "N", "REPEATS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -71,7 +72,10 @@ def main() -> None:
     )
     print(header)
     print("|---|---:|" + "---:|---:|" * len(sizes))
-    for architecture in sorted(REPRESENTATIONS):
+    unknown = set(args.only or ()) - set(REPRESENTATIONS)
+    if unknown:
+        parser.error(f"unknown architectures {sorted(unknown)}; choose from {sorted(REPRESENTATIONS)}")
+    for architecture in sorted(args.only or REPRESENTATIONS):
         cells, parameters = [], None
         for n, repeats in sizes:
             cmd = [sys.executable, __file__, "--threads", str(args.threads), "--child", architecture, str(n), str(repeats)]

@@ -118,3 +118,21 @@ def test_files_with_the_old_contraction_buffers_load(tmp_path):
                          "representation.layers.0.contraction.tps.1._compiled_main_left_right._w3j_1_1_2":
                              torch.ones(3, 3, 5)})
     model.load_state_dict(without_legacy_buffers(old, model))
+
+
+def test_blocked_contraction_has_exact_first_and_second_derivatives(monkeypatch):
+    """Blocks of atoms recomputed in the backward pass (checkpointing) keep gradcheck and
+    gradgradcheck exact: training on forces differentiates through them twice."""
+    import ase_mpnn.model.zoo.mace as mace_module
+
+    torch.manual_seed(1)
+    targets = [o3.Irrep("0e"), o3.Irrep("1o")]
+    sc = SymmetricContraction(2, 2, targets, correlation=3, n_species=2).double()
+    restore_exact_constants_(sc)
+    widest = max(getattr(sc, f"first_{k}").shape[0] for k in range(len(sc.couplings)))
+    monkeypatch.setattr(mace_module, "chunk_budget", lambda device_type, cpu_bytes: 2 * widest * 2 * 8)
+    a = torch.randn(5, natural_irreps(2, 2).dim, dtype=torch.float64, requires_grad=True)
+    species = torch.tensor([0, 1, 1, 0, 1])
+    torch.testing.assert_close(sc(a, species), e3nn_contraction(sc, a, species), rtol=0, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda x: sc(x, species), (a,))
+    assert torch.autograd.gradgradcheck(lambda x: sc(x, species), (a,))
