@@ -3,7 +3,7 @@
 RPMD of one gas-phase H2O with 32 beads, PILE-L, 300 K, 0.25 fs (``RingPolymerMD``), forces
 only (``observables=()``), for two float32 models:
 the untrained benchmark PaiNN 128×3 (``systems.painn_128x3()``) and the shipped
-``models/painn_water.pt`` (PaiNN 64×3).
+``models/painn_water.pt`` (PaiNN 96×3).
 
 * batched: ``RingPolymerMD`` with ``MPNNCalculator``: all 32 beads in one ``predict`` call
   per step (one graph of 96 atoms);
@@ -151,7 +151,7 @@ def main() -> None:
 
     models = {
         "PaiNN 128x3 (untrained)": systems.painn_128x3().to(dtype=torch.float32).eval(),
-        "painn_water.pt (PaiNN 64x3)": str(WATER_MODEL),
+        "painn_water.pt (PaiNN 96x3)": str(WATER_MODEL),
     }
     water = systems.water_molecule()
 

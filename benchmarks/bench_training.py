@@ -66,7 +66,7 @@ def main() -> None:
     print("| model | batch | structures/s | epoch of 720 structures |")
     print("|---|---:|---:|---:|")
     n_batches = 10 if args.quick else 40
-    for label, sizes in (("PaiNN 64×3 (painn_water recipe)", dict(n_features=64, n_interactions=3)),
+    for label, sizes in (("PaiNN 64×3", dict(n_features=64, n_interactions=3)),
                          ("PaiNN 128×3", dict(n_features=128, n_interactions=3))):
         for batch_size in (8, 32):
             rate = throughput(sizes, batch_size, n_batches)

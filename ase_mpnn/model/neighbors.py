@@ -343,6 +343,9 @@ class VerletNeighborList:
     filtering it by current distances gives exactly the fresh result. Pairs
     closer than ``cutoff - skin`` at build time cannot leave the cutoff before
     the next build, so only the remaining shell pairs are re-measured per call.
+    A non-periodic structure whose list holds every ordered pair (a small molecule) is
+    not rebuilt while its bounding-box diagonal stays under the cutoff, however far it
+    moved: no pair can then be missing or beyond the cutoff.
     The pair order differs from ``neighbor_list`` (and is unspecified).
 
     Attributes:
