@@ -577,7 +577,8 @@ ROWS: list[Row] = [
         InputError, "structure 1: atoms 1 and 2", "overlapping"),
     lib("atom on its own periodic image", _periodic_overlap, InputError, "overlapping"),
     lib("pair at min_distance, shipped model (was -3e10 eV)", _shipped_pair_at_min_distance, InputError,
-        "atoms 1 and 2 (H, H) are 0.1 Å apart", "H-H covalent bond length", "refused below 0.31 Å"),
+        "atoms 1 and 2 (H, H) are 0.1 Å apart", "shortest H-H distance in the model's training data",
+        "refused below 0.497 Å"),
     lib("pair far closer than the training data", _trained_close_pair, InputError,
         "atoms 0 and 1 (O, H) are 0.4 Å apart", "shortest H-O distance in the model's training data (0.9 Å)"),
     lib("pair below min_distance, untrained model", lambda env: _overlap(env, offset=(0.05, 0, 0)), InputError,
@@ -727,7 +728,7 @@ ROWS: list[Row] = [
     lib("negative steps", _run_md_steps(-5), ValueError, "steps must be a whole number >= 0"),
     lib("time step 3 fs with H: runaway", _blow_up(3.0), MDBlowUpError, "MD blew up", "more than 10 ×",
         "reduce the time step"),
-    lib("time step 20 fs with H (was 6e5 K)", _blow_up(20.0), MDBlowUpError, "MD blew up in step 1",
+    lib("time step 20 fs with H (was 6e5 K)", _blow_up(20.0), MDBlowUpError, "MD blew up", "step 1",
         "reduce the time step"),
 
     # --- i-PI -----------------------------------------------------------------------------------

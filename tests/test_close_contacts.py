@@ -77,9 +77,18 @@ def test_trained_model_refuses_pairs_far_closer_than_its_data(trained):
             assert np.isfinite(atoms.get_potential_energy())
 
 
-def test_old_trained_files_use_covalent_bond_lengths():
-    """The shipped files predate the record: a pair at min_distance (0.1 Å) is refused, not −3e10 eV."""
-    model = load_model(REPO / "models" / "painn_water.pt")
+def test_old_trained_files_use_covalent_bond_lengths(tmp_path):
+    """A trained file that predates the record (as nequip_water.pt and painn_copper.pt do; here
+    the shipped painn_water.pt written without it): a pair at min_distance (0.1 Å) is refused,
+    not −3e10 eV."""
+    from ase_mpnn import save_model
+
+    assert load_model(REPO / "models" / "nequip_water.pt").training_min_distances == {}
+    shipped = load_model(REPO / "models" / "painn_water.pt")
+    assert shipped.training_min_distances["H-H"] > 0.9
+    shipped.set_training_min_distances(None)
+    save_model(shipped, tmp_path / "old.pt", metadata=shipped.metadata)
+    model = load_model(tmp_path / "old.pt")
     assert model.training_min_distances == {}
     atoms = molecule("H2O")
     atoms.positions[2] = atoms.positions[1] + [0.1, 0.0, 0.0]
