@@ -482,9 +482,10 @@ def update_lists(lists: Sequence[VerletNeighborList], structures: Sequence[Any])
 
     Checking each bead's list on its own is a dozen small numpy calls per bead, a tenth
     of a 32-bead water RPMD step; stacked, all beads take about as many calls as one.
-    Lists whose structures kept cell, pbc and numbers, moved less than skin / 2 and have
-    no pair near the cutoff (their core list is the answer) return it directly; all
-    others go through :meth:`VerletNeighborList.update`, so the results are the same.
+    Lists whose structures kept cell, pbc and numbers, moved less than skin / 2 (or, for a
+    molecule with every pair listed, still fit inside the cutoff) and have no pair near
+    the cutoff (their core list is the answer) return it directly; all others go through
+    :meth:`VerletNeighborList.update`, so the results are the same.
     """
     results: list[PairList | None] = [None] * len(structures)
     refs = [lst._ref_positions for lst in lists]
@@ -500,7 +501,8 @@ def update_lists(lists: Sequence[VerletNeighborList], structures: Sequence[Any])
             & np.array([lst._numbers is not None and np.array_equal(a.numbers, lst._numbers)
                         for lst, a in zip(lists, structures)])
         )
-        diagonal2 = np.einsum("bi,bi->b", *(2 * (np.ptp(positions, axis=1),)))
+        extent = np.ptp(positions, axis=1)  # bounding box of each structure
+        diagonal2 = np.einsum("bi,bi->b", extent, extent)
         inside = np.array([lst._complete and d2 < lst.cutoff**2 for lst, d2 in zip(lists, diagonal2)])
         # "<=" and "<" are False for NaN: such a bead goes through update(), which reports it.
         reuse = same & ((moved2 <= np.array([(0.5 * lst.skin) ** 2 for lst in lists])) | inside)
