@@ -106,13 +106,33 @@ def neighbor_and_graph_time(atoms, cutoff: float, repeats: int = 200) -> float:
     return systems.median_time(step, repeats, warmup=20)
 
 
+def time_model_files(paths: list[str], n_calls: int) -> None:
+    """The gas-phase water row for trained model files (float32, skin 0.5)."""
+    print("1 H2O, gas phase, float32; MD-like sequence: 0.005 Å random step per atom per call; "
+          "medians of interleaved repeats.")
+    print()
+    print("| model file | parameters | call ms | model fwd+bwd ms |")
+    print("|---|---:|---:|---:|")
+    for path in paths:
+        model = ase_mpnn.load_model(path, dtype=torch.float32)
+        r = measure(systems.water_molecule(), model, n_calls, 10)
+        n_parameters = sum(p.numel() for p in model.parameters())
+        print(f"| {path} | {n_parameters:,} | {systems.fmt_ms(r['call'])} | {systems.fmt_ms(r['bare'])} |")
+        sys.stdout.flush()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     parser.add_argument("--quick", action="store_true", help="fewer repeats, skip the 1,536-atom box")
+    parser.add_argument("--models", nargs="+", metavar="FILE",
+                        help="instead: one gas-phase H2O with each of these model files (e.g. the shipped ones)")
     args = parser.parse_args()
     systems.set_threads(args.threads)
     print(systems.thread_info())
+    if args.models:
+        time_model_files(args.models, 100 if args.quick else 300)
+        return
 
     model = systems.painn_128x3().to(dtype=torch.float32).eval()
     box = systems.water_box(4)

@@ -97,9 +97,8 @@ def test_contraction_equals_e3nn_tensor_products_in_blocks_of_atoms(monkeypatch)
     torch.testing.assert_close(sc(a, species), expected, rtol=0, atol=1e-12)
     import ase_mpnn.model.zoo.mace as mace_module
 
-    widest = max(getattr(sc, f"first_{k}").shape[0] for k in range(len(sc.couplings)))
     # Blocks of 3 atoms, whatever the thread settings.
-    monkeypatch.setattr(mace_module, "chunk_budget", lambda device_type, cpu_bytes: 3 * widest * 4 * 8)
+    monkeypatch.setattr(mace_module, "chunk_budget", lambda device_type, cpu_bytes: 3 * sc.widest_level * 4 * 8)
     blocked = sc(a, species)
     torch.testing.assert_close(blocked, expected, rtol=0, atol=1e-12)
     (g_blocked,) = torch.autograd.grad((blocked**2).sum(), a)
@@ -129,8 +128,7 @@ def test_blocked_contraction_has_exact_first_and_second_derivatives(monkeypatch)
     targets = [o3.Irrep("0e"), o3.Irrep("1o")]
     sc = SymmetricContraction(2, 2, targets, correlation=3, n_species=2).double()
     restore_exact_constants_(sc)
-    widest = max(getattr(sc, f"first_{k}").shape[0] for k in range(len(sc.couplings)))
-    monkeypatch.setattr(mace_module, "chunk_budget", lambda device_type, cpu_bytes: 2 * widest * 2 * 8)
+    monkeypatch.setattr(mace_module, "chunk_budget", lambda device_type, cpu_bytes: 2 * sc.widest_level * 2 * 8)
     a = torch.randn(5, natural_irreps(2, 2).dim, dtype=torch.float64, requires_grad=True)
     species = torch.tensor([0, 1, 1, 0, 1])
     torch.testing.assert_close(sc(a, species), e3nn_contraction(sc, a, species), rtol=0, atol=1e-12)

@@ -148,8 +148,10 @@ class SymmetricContraction(nn.Module):
             levels.append(new)
             entries = new
         self.level_dims = [o3.Irreps([(1, ir) for ir, _ in level]).dim for level in levels]
+        self.widest_level = 0  # most nonzero couplings of one level: rows of its products
         for k, coupling in enumerate(self.couplings):
             first, second, out, value = _nonzero_couplings(*coupling)
+            self.widest_level = max(self.widest_level, len(first))
             for name, index in (("first", first), ("second", second), ("out", out)):
                 self.register_buffer(f"{name}_{k}", index, persistent=False)
             register_constant(self, f"value_{k}", value)
@@ -171,11 +173,11 @@ class SymmetricContraction(nn.Module):
     def forward(self, a: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
         # Large graphs a block of atoms at a time: the (couplings × atoms·channels) products
         # then stay a few MB, reused from the heap instead of page-faulted in on every
-        # operation (192-atom box, one thread: 3× faster in blocks of 24 atoms than whole).
-        # Each block is recomputed in the backward pass (activation checkpointing), so
-        # autograd keeps a block's input, not its products (1,029 atoms: 1.5 GB less).
-        widest = max(getattr(self, f"first_{k}").shape[0] for k in range(len(self.couplings)))
-        per_atom = widest * self.n_channels * a.element_size()
+        # operation (nn/chunks.py says why that matters on a CPU). Each block is recomputed
+        # in the backward pass (activation checkpointing), so autograd keeps a block's
+        # input, not its products (benchmarks/bench_zoo.py --only mace: 1.5 GB at 1,029
+        # atoms, against 3.1 GB without the recompute).
+        per_atom = self.widest_level * self.n_channels * a.element_size()
         block = max(1, chunk_budget(a.device.type, CONTRACTION_CPU_BYTES) // per_atom)
         if a.shape[0] <= block:
             return self._contract(a, species)
