@@ -1,11 +1,14 @@
-"""Peak memory and time of PaiNN energy + forces + stress with and without its chunked message step.
+"""Peak memory and time of PaiNN energy + forces + stress on its three message-step paths.
 
 PaiNN 128×3 (float32, 5 Å) on periodic water boxes; each case runs in its own process
 and reports the peak resident memory of two calls (``ru_maxrss``) and the time of the
-second. The chunked (low-memory) path (``ChunkedMessages``, taken above
-``low_memory_edges``; ``low_memory_edges=0`` forces it here, a huge value turns it off)
-walks the edges in cache-sized chunks and recomputes per-edge intermediates in the
-backward pass instead of storing them.
+second. Paths:
+
+* plain: torch autograd over (edges × 3F) tensors (``ASE_MPNN_NATIVE=0``,
+  ``low_memory_edges`` huge);
+* chunked: ``ChunkedMessages``, the edges in cache-sized chunks, per-edge intermediates
+  recomputed in the backward pass (``ASE_MPNN_NATIVE=0``, ``low_memory_edges=0``);
+* fused: ``FusedMessages``, the C kernels (the default for a frozen model on a CPU).
 
     python benchmarks/bench_memory.py [--quick]
 """
@@ -21,7 +24,7 @@ import sys
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-def child(n_per_side: int, low_memory: bool) -> dict:
+def child(n_per_side: int, path: str) -> dict:
     import resource
     import time
 
@@ -33,7 +36,7 @@ def child(n_per_side: int, low_memory: bool) -> dict:
     import ase_mpnn
 
     torch.manual_seed(0)
-    threshold = 0 if low_memory else 10**12
+    threshold = 10**12 if path == "plain" else 0
     model = ase_mpnn.build_model("painn", ["H", "O"], cutoff=5.0, low_memory_edges=threshold)
     atoms = systems.water_box(n_per_side)
     atoms.calc = ase_mpnn.MPNNCalculator(model, dtype=torch.float32)
@@ -52,7 +55,7 @@ def main() -> None:
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(int(args.child[0]), args.child[1] == "low")))
+        print(json.dumps(child(int(args.child[0]), args.child[1])))
         return
     sizes = [7] if args.quick else [7, 10]
     print("PaiNN 128x3, float32, 5 Å, energy + forces + stress, 2 threads; peak RSS of the process")
@@ -60,14 +63,15 @@ def main() -> None:
     print("| atoms | path | call s | peak GB |")
     print("|---:|---|---:|---:|")
     for n in sizes:
-        for path in ("plain", "low"):
-            run = subprocess.run([sys.executable, __file__, "--child", str(n), path], capture_output=True, text=True)
+        for path in ("plain", "chunked", "fused"):
+            env = dict(os.environ, ASE_MPNN_NATIVE="1" if path == "fused" else "0")
+            run = subprocess.run([sys.executable, __file__, "--child", str(n), path], capture_output=True, text=True,
+                                 env=env)
             if run.returncode != 0:
                 print(f"| n={n}³ H2O | {path} | failed | {run.stderr.strip().splitlines()[-1][:60]} |")
                 continue
             r = json.loads(run.stdout.strip().splitlines()[-1])
-            label = "chunked (low-memory)" if path == "low" else "autograd (plain)"
-            print(f"| {r['atoms']} | {label} | {r['seconds']:.2f} | {r['peak_gb']:.2f} |")
+            print(f"| {r['atoms']} | {path} | {r['seconds']:.2f} | {r['peak_gb']:.2f} |")
             sys.stdout.flush()
 
 

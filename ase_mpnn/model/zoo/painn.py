@@ -33,12 +33,16 @@ atoms × F rather than edges × 3F × blocks, and the time per atom stays flat.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from ..nn import MLP, CosineCutoff, SineRBF, scatter_sum
 from ..nn.chunks import edge_chunk_size
 from ..nn.representation import Features, Representation
+from . import painn_fused
+from .painn_fused import EdgeGroups, FusedMessages
 
 
 def _edge_messages(phi, v, filters, unit, sender):
@@ -108,52 +112,69 @@ class ChunkedMessages(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_s, grad_v):
-        phi, v, radial, fcut, weight, bias, unit, receiver, sender = ctx.saved_tensors
-        F = phi.shape[1] // 3
-        need = ctx.needs_input_grad
-        # In-place sums into tensors made here are recorded by autograd like any other
-        # operation, so this stays differentiable when backward builds a graph.
-        grad_phi = torch.zeros_like(phi)
-        grad_v_in = None if v is None else torch.zeros_like(v)
-        grad_weight = torch.zeros_like(weight) if need[4] else None
-        grad_bias = torch.zeros_like(bias) if need[5] else None
-        grad_radial, grad_fcut, grad_unit = [], [], []
-        for c in _chunks(radial.shape[0], ctx.chunk):
-            rad, fc, snd = radial[c], fcut[c], sender[c]
-            filters = _filters(rad, fc, weight, bias)
-            phi_j = phi.index_select(0, snd)
-            x = phi_j * filters
-            dvv, dvs = x[:, F : 2 * F], x[:, 2 * F :]
-            gs = grad_s.index_select(0, receiver[c])  # (chunk, F)
-            gv = grad_v.index_select(0, receiver[c])  # (chunk, 3, F)
-            grad_dvs = (gv * unit[c][:, :, None]).sum(dim=1)
-            grad_unit.append((gv * dvs[:, None, :]).sum(dim=2))
-            if v is None:
-                grad_dvv = torch.zeros_like(gs)
-            else:
-                grad_dvv = (gv * v.index_select(0, snd)).sum(dim=1)
-                grad_v_in = grad_v_in.index_add_(0, snd, gv * dvv[:, None, :])
-            grad_x = torch.cat([gs, grad_dvv, grad_dvs], dim=1)  # (chunk, 3F)
-            grad_phi = grad_phi.index_add_(0, snd, grad_x * filters)
-            grad_filters = grad_x * phi_j
-            if need[2]:
-                grad_radial.append(grad_filters @ weight)
-            if need[3]:
-                grad_fcut.append((grad_filters * bias).sum(dim=1, keepdim=True))
-            if need[4]:
-                grad_weight = grad_weight.addmm_(grad_filters.T, rad)
-            if need[5]:
-                grad_bias = grad_bias.add_((grad_filters * fc).sum(dim=0))
-        return (
-            grad_phi, grad_v_in,
-            torch.cat(grad_radial) if need[2] else None,
-            torch.cat(grad_fcut) if need[3] else None,
-            grad_weight, grad_bias, torch.cat(grad_unit), None, None, None,
-        )
+        saved = ctx.saved_tensors
+        return (*chunked_backward(*saved, ctx.chunk, grad_s, grad_v, ctx.needs_input_grad), None, None, None)
+
+
+def chunked_backward(phi, v, radial, fcut, weight, bias, unit, receiver, sender, chunk, grad_s, grad_v, need):
+    """Gradients of the message step with respect to (phi, v, radial, fcut, weight, bias,
+    unit), chunk by chunk; ``need`` (``ctx.needs_input_grad``) flags which are wanted.
+
+    Written in differentiable operations, so it builds a graph when grad mode is on."""
+    F = phi.shape[1] // 3
+    # In-place sums into tensors made here are recorded by autograd like any other
+    # operation, so this stays differentiable when backward builds a graph.
+    grad_phi = torch.zeros_like(phi)
+    grad_v_in = None if v is None else torch.zeros_like(v)
+    grad_weight = torch.zeros_like(weight) if need[4] else None
+    grad_bias = torch.zeros_like(bias) if need[5] else None
+    grad_radial, grad_fcut, grad_unit = [], [], []
+    for c in _chunks(radial.shape[0], chunk):
+        rad, fc, snd = radial[c], fcut[c], sender[c]
+        filters = _filters(rad, fc, weight, bias)
+        phi_j = phi.index_select(0, snd)
+        x = phi_j * filters
+        dvv, dvs = x[:, F : 2 * F], x[:, 2 * F :]
+        gs = grad_s.index_select(0, receiver[c])  # (chunk, F)
+        gv = grad_v.index_select(0, receiver[c])  # (chunk, 3, F)
+        grad_dvs = (gv * unit[c][:, :, None]).sum(dim=1)
+        grad_unit.append((gv * dvs[:, None, :]).sum(dim=2))
+        if v is None:
+            grad_dvv = torch.zeros_like(gs)
+        else:
+            grad_dvv = (gv * v.index_select(0, snd)).sum(dim=1)
+            grad_v_in = grad_v_in.index_add_(0, snd, gv * dvv[:, None, :])
+        grad_x = torch.cat([gs, grad_dvv, grad_dvs], dim=1)  # (chunk, 3F)
+        grad_phi = grad_phi.index_add_(0, snd, grad_x * filters)
+        grad_filters = grad_x * phi_j
+        if need[2]:
+            grad_radial.append(grad_filters @ weight)
+        if need[3]:
+            grad_fcut.append((grad_filters * bias).sum(dim=1, keepdim=True))
+        if need[4]:
+            grad_weight = grad_weight.addmm_(grad_filters.T, rad)
+        if need[5]:
+            grad_bias = grad_bias.add_((grad_filters * fc).sum(dim=0))
+    return (grad_phi, grad_v_in, torch.cat(grad_radial) if need[2] else None,
+            torch.cat(grad_fcut) if need[3] else None, grad_weight, grad_bias, torch.cat(grad_unit))
 
 
 def _chunks(n_edges: int, chunk: int) -> list[slice]:
     return [slice(start, start + chunk) for start in range(0, max(n_edges, 1), chunk)]
+
+
+@dataclass
+class FilterInputs:
+    """What one block's filters are made from, on the chunked and the fused paths:
+    radial = e(r) f_c(r) (n_edges, n_rbf), fcut (n_edges, 1), the block's weight
+    (3F, n_rbf) and bias (3F,), edges per chunk, and for the fused path the edge groups."""
+
+    radial: torch.Tensor
+    fcut: torch.Tensor
+    weight: torch.Tensor
+    bias: torch.Tensor
+    chunk: int
+    groups: EdgeGroups | None = None
 
 
 class PaiNNInteraction(nn.Module):
@@ -165,13 +186,18 @@ class PaiNNInteraction(nn.Module):
         self.phi = MLP([n_features, n_features, 3 * n_features])
 
     def forward(self, s, v, filters, unit, receiver, sender, first: bool = False):
-        """``filters``: the (n_edges, 3F) tensor, or for the chunked path the tuple
-        (radial, fcut, weight, bias, edges per chunk) it is made from."""
+        """``filters``: the (n_edges, 3F) tensor, or for the chunked and fused paths the
+        :class:`FilterInputs` it is made from."""
         phi = self.phi(s)
         v_in = None if first else v  # v = 0 before the first block: skip the zero term
-        if isinstance(filters, tuple):
-            radial, fcut, weight, bias, chunk = filters
-            ds, dv = ChunkedMessages.apply(phi, v_in, radial, fcut, weight, bias, unit, receiver, sender, chunk)
+        if isinstance(filters, FilterInputs):
+            f = filters
+            if f.groups is not None:
+                ds, dv = FusedMessages.apply(phi, v_in, f.radial, f.fcut, f.weight, f.bias, unit, receiver, sender,
+                                             f.groups, f.chunk)
+            else:
+                ds, dv = ChunkedMessages.apply(phi, v_in, f.radial, f.fcut, f.weight, f.bias, unit, receiver, sender,
+                                               f.chunk)
         else:
             ds, dv = _messages(phi, v_in, filters, unit, receiver, sender)
         return s + ds, v + dv
@@ -270,10 +296,13 @@ class PaiNN(Representation):
         radial = self.rbf(lengths) * fcut  # (n_edges, n_rbf)
         width = 3 * self.n_features
         chunk = self.edges_per_chunk(lengths)
-        if chunk is not None:
+        fused = painn_fused.usable(lengths, self.filter_net.weight)
+        if chunk is not None or fused:
+            groups = painn_fused.EdgeGroups(receiver, sender, species.shape[0]) if fused else None
+            chunk = chunk or edge_chunk_size(width * lengths.element_size(), lengths.device.type, CPU_CHUNK_BYTES)
             weights = torch.split(self.filter_net.weight, width, dim=0)
             biases = torch.split(self.filter_bias, width)
-            filters = [(radial, fcut, w, b, chunk) for w, b in zip(weights, biases)]
+            filters = [FilterInputs(radial, fcut, w, b, chunk, groups) for w, b in zip(weights, biases)]
         else:
             filters = torch.split(_filters(radial, fcut, self.filter_net.weight, self.filter_bias), width, dim=1)
         s = self.embedding(species)

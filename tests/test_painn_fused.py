@@ -1,0 +1,148 @@
+"""PaiNN's fused C message kernels equal the torch code paths, to second derivatives."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from ase import Atoms
+from ase.build import molecule
+
+import ase_mpnn
+from ase_mpnn.model.nn import native
+from ase_mpnn.model.zoo import painn_fused
+from ase_mpnn.model.zoo.painn import ChunkedMessages
+from ase_mpnn.model.zoo.painn_fused import EdgeGroups, FusedMessages
+from ase_mpnn.testing import random_crystal
+from conftest import make_model
+
+pytestmark = pytest.mark.skipif(native.library("painn_messages") is None, reason="no C compiler here")
+
+
+def inputs(with_vectors: bool, dtype=torch.float64, seed: int = 0):
+    """Random block inputs; atom 5 has no edges, atom 0 only sends."""
+    g = torch.Generator().manual_seed(seed)
+    n, e, F, n_rbf = 6, 17, 3, 4
+
+    def rand(*shape, grad=True):
+        return torch.randn(*shape, generator=g, dtype=dtype).requires_grad_(grad)
+
+    tensors = dict(
+        phi=rand(n, 3 * F), v=rand(n, 3, F) if with_vectors else None, radial=rand(e, n_rbf),
+        fcut=rand(e, 1), weight=rand(3 * F, n_rbf, grad=False), bias=rand(3 * F, grad=False), unit=rand(e, 3),
+    )
+    receiver = torch.randint(1, n - 1, (e,), generator=g)
+    sender = torch.randint(0, n - 1, (e,), generator=g)
+    return tensors, receiver, sender
+
+
+def differentiable(t):
+    return [k for k, x in t.items() if x is not None and x.requires_grad]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("with_vectors", [True, False])
+def test_fused_equals_chunked_with_gradients(with_vectors, dtype):
+    t, receiver, sender = inputs(with_vectors, dtype)
+    groups = EdgeGroups(receiver, sender, t["phi"].shape[0])
+    fused = FusedMessages.apply(*t.values(), receiver, sender, groups, 4)
+    chunked = ChunkedMessages.apply(*t.values(), receiver, sender, 4)
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-5)
+    projection = [torch.randn_like(x) for x in chunked]
+    wrt = [t[k] for k in differentiable(t)]
+    for a, b in zip(fused, chunked):
+        torch.testing.assert_close(a, b, **tol)
+    grads_fused = torch.autograd.grad(fused, wrt, projection)
+    grads_chunked = torch.autograd.grad(chunked, wrt, projection)
+    for a, b in zip(grads_fused, grads_chunked):
+        torch.testing.assert_close(a, b, **tol)
+
+
+@pytest.mark.parametrize("with_vectors", [True, False])
+def test_fused_first_and_second_derivatives(with_vectors):
+    """gradcheck runs the C backward; gradgradcheck (a graph of the backward) the torch fallback."""
+    t, receiver, sender = inputs(with_vectors, seed=1)
+    names = differentiable(t)
+    groups = EdgeGroups(receiver, sender, t["phi"].shape[0])
+
+    def fn(*tensors):
+        args = dict(t, **dict(zip(names, tensors)))
+        return FusedMessages.apply(*args.values(), receiver, sender, groups, 5)
+
+    wrt = tuple(t[k] for k in names)
+    assert torch.autograd.gradcheck(fn, wrt)
+    assert torch.autograd.gradgradcheck(fn, wrt)
+
+
+def frozen_painn():
+    model = make_model("painn", species=("H", "C", "O"))
+    with torch.no_grad():  # weights well away from zero, so every vector channel matters
+        for p in model.parameters():
+            p.mul_(1.5)
+    return model.eval().requires_grad_(False)
+
+
+def test_frozen_model_takes_the_fused_path_with_the_same_results(monkeypatch):
+    model = frozen_painn()
+    calls = []
+    original_forward = FusedMessages.forward
+
+    def counting_forward(ctx, *args):
+        calls.append(1)
+        return original_forward(ctx, *args)
+
+    monkeypatch.setattr(FusedMessages, "forward", staticmethod(counting_forward))
+    structures = [molecule("CH3CH2OH"), Atoms("O", positions=[[0, 0, 0]]), random_crystal(seed=3)]
+    model(ase_mpnn.build_graph(structures[:1], model.cutoff, dtype=torch.float64))  # fills the isolated-atom cache
+    for batch in (structures[:2], [structures[2]]):
+        graph = ase_mpnn.build_graph(batch, model.cutoff, dtype=torch.float64)
+        props = ("energy", "forces") + (("stress",) if batch[0].pbc.all() else ())
+        n_calls = len(calls)
+        fused = model(graph, props)
+        assert len(calls) == n_calls + model.representation.n_interactions
+        with monkeypatch.context() as m:
+            m.setattr(painn_fused, "usable", lambda *args: False)
+            plain = model(graph, props)
+        for key in props:
+            torch.testing.assert_close(fused[key], plain[key], rtol=1e-12, atol=1e-10)
+
+
+def test_training_and_other_devices_take_the_torch_paths():
+    lengths = torch.ones(3, dtype=torch.float64)
+    assert painn_fused.usable(lengths, torch.ones(2, requires_grad=False))
+    assert not painn_fused.usable(lengths, torch.ones(2, requires_grad=True))  # training: weights need gradients
+    assert not painn_fused.usable(lengths.half(), torch.ones(2))
+    assert not painn_fused.usable(torch.ones(3, device="meta"), torch.ones(2))
+
+
+def test_switched_off_missing_compiler_and_failed_build(monkeypatch, tmp_path):
+    monkeypatch.setenv("ASE_MPNN_CACHE", str(tmp_path))  # a fresh cache: every case builds
+    try:
+        native.library.cache_clear()
+        monkeypatch.setenv("ASE_MPNN_NATIVE", "0")
+        assert native.library("painn_messages") is None
+        assert not painn_fused.usable(torch.ones(3), torch.ones(2))
+        monkeypatch.delenv("ASE_MPNN_NATIVE")
+
+        native.library.cache_clear()
+        monkeypatch.setattr(native, "_compiler", lambda: None)
+        with pytest.warns(UserWarning, match="no C compiler found"):
+            assert native.library("painn_messages") is None
+        monkeypatch.undo()
+
+        native.library.cache_clear()
+        monkeypatch.setenv("ASE_MPNN_CACHE", str(tmp_path))
+        monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
+        with pytest.warns(UserWarning, match="building ase_mpnn's painn_messages kernels failed"):
+            assert native.library("painn_messages") is None
+        assert list(tmp_path.iterdir()) == []  # no half-written library left behind
+        monkeypatch.delenv("CC")
+
+        native.library.cache_clear()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert native.library("painn_messages") is not None
+        assert [p.suffix for p in tmp_path.iterdir()] == [".so"]
+    finally:
+        native.library.cache_clear()
