@@ -28,6 +28,10 @@ Memory: graphs with more edges than one chunk (8 MiB of messages on a CPU) build
 their messages a chunk at a time, recomputed in the backward pass
 (:func:`~ase_mpnn.model.nn.chunks.chunked_edge_sum`), so per-edge tensors never exceed a
 chunk; the results and derivatives are those of the direct sum (``tests/test_chunks.py``).
+
+Speed: a frozen model on a CPU (the calculator, MD) runs the interaction and the
+symmetric contraction as C kernels (``mace_fused.py``; the same numbers,
+``tests/test_mace_fused.py``).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from e3nn import o3
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..nn import MLP, PolynomialCutoff, SineRBF, scatter_sum
+from ..nn import MLP, PolynomialCutoff, SineRBF, native, scatter_sum
 from ..nn.chunks import chunk_budget, chunked_edge_sum, edge_chunk_size
 from ..nn.e3nn_utils import (
     SymmetricTensorOut,
@@ -46,11 +50,18 @@ from ..nn.e3nn_utils import (
     register_constant,
     restore_exact_constants_,
 )
+from ..nn.edge_groups import EdgeGroups
 from ..nn.representation import E3nnRepresentation, Features, split_scalars_vectors
+from . import mace_fused
+from .mace_fused import FusedConv
 
 #: Bytes of one block's widest temporary in the symmetric contraction on a CPU (see
 #: :meth:`SymmetricContraction.forward`).
 CONTRACTION_CPU_BYTES = 2**22
+#: The fused convolution (frozen models on a CPU) takes the per-edge radial weights of the
+#: whole graph at once: up to this size (256 MiB: ~100k edges of the default model in
+#: float32, a 2,000-atom water box); larger graphs take e3nn's chunked path.
+FUSED_WEIGHT_BYTES = 2**28
 
 
 @torch.no_grad()
@@ -169,6 +180,8 @@ class SymmetricContraction(nn.Module):
         self.weights = nn.ParameterList(
             nn.Parameter(torch.randn(n_species, size, C) / size**0.5) for size in sizes
         )
+        # The C kernels' description of this module (fixed by the architecture, not state).
+        self.fused_table = mace_fused.ContractionTable(self)
 
     def forward(self, a: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
         # Large graphs a block of atoms at a time: the (couplings × atoms·channels) products
@@ -177,6 +190,8 @@ class SymmetricContraction(nn.Module):
         # in the backward pass (activation checkpointing), so autograd keeps a block's
         # input, not its products (benchmarks/bench_zoo.py --only mace: 1.5 GB at 1,029
         # atoms, against 3.1 GB without the recompute).
+        if native.usable(a, *self.weights):  # frozen model on a CPU: the C kernels (mace_fused.py)
+            return mace_fused.FusedContraction.apply(a, species, self, self.fused_table)
         per_atom = self.widest_level * self.n_channels * a.element_size()
         block = max(1, chunk_budget(a.device.type, CONTRACTION_CPU_BYTES) // per_atom)
         if a.shape[0] <= block:
@@ -256,11 +271,19 @@ class MACELayer(nn.Module):
         )
         self.linear_b = o3.Linear(o3.Irreps([(n_channels, ir) for ir in targets]), irreps_out)
         self.self_connection = ElementLinear(irreps_in, irreps_out, n_species)
+        # The C kernels' description of the convolution (fixed by the architecture, not state).
+        self.fused_table = mace_fused.ConvTable(self.conv) if mace_fused.supported(self.conv) else None
 
-    def forward(self, h, species, sh, radial, envelope, receiver, sender):
+    def forward(self, h, species, sh, radial, envelope, receiver, sender, groups=None):
+        """``groups`` (:class:`~ase_mpnn.model.nn.edge_groups.EdgeGroups`, for frozen models on
+        a CPU) selects the fused C convolution where its per-edge weights fit in memory."""
         h_up = self.linear_up(h)
         chunk = edge_chunk_size(self.conv.irreps_out.dim * radial.element_size(), radial.device.type)
-        if radial.shape[0] <= chunk:
+        weight_bytes = radial.shape[0] * self.conv.weight_numel * radial.element_size()
+        if groups is not None and weight_bytes <= FUSED_WEIGHT_BYTES and self.fused_table is not None:
+            weights = self.radial(radial) * envelope[:, None]
+            a = FusedConv.apply(h_up, sh, weights, receiver, sender, self.fused_table, groups, self.conv)
+        elif radial.shape[0] <= chunk:
             a = scatter_sum(self._messages(h_up, sh, radial, envelope, sender), receiver, h.shape[0])
         else:  # large graphs: a chunk of edges at a time (nn/chunks.py)
             a = chunked_edge_sum(self._messages, (h_up,), (sh, radial, envelope, sender), receiver,
@@ -350,9 +373,11 @@ class MACE(E3nnRepresentation):
         sh = self.edge_harmonics(self.sh_irreps, vectors)
         radial, envelope = self.rbf(lengths), self.envelope(lengths)
         h = self.embedding(species)
+        fused = native.usable(lengths, *self.layers[0].radial.parameters())
+        groups = EdgeGroups(receiver, sender, species.shape[0]) if fused else None
         out = 0.0
         for layer, readout in zip(self.layers, self.readouts):
-            h = layer(h, species, sh, radial, envelope, receiver, sender)
+            h = layer(h, species, sh, radial, envelope, receiver, sender, groups)
             out = out + readout(h)
         return Features(*split_scalars_vectors(out, self.n_features), self.tensor_readout(h))
 

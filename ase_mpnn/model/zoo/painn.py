@@ -41,8 +41,9 @@ from torch import nn
 from ..nn import MLP, CosineCutoff, SineRBF, scatter_sum
 from ..nn.chunks import edge_chunk_size
 from ..nn.representation import Features, Representation
+from ..nn.edge_groups import EdgeGroups
 from . import painn_fused
-from .painn_fused import EdgeGroups, FusedMessages
+from .painn_fused import FusedMessages
 
 
 def _edge_messages(phi, v, filters, unit, sender):
@@ -298,7 +299,7 @@ class PaiNN(Representation):
         chunk = self.edges_per_chunk(lengths)
         fused = painn_fused.usable(lengths, self.filter_net.weight)
         if chunk is not None or fused:
-            groups = painn_fused.EdgeGroups(receiver, sender, species.shape[0]) if fused else None
+            groups = EdgeGroups(receiver, sender, species.shape[0]) if fused else None
             chunk = chunk or edge_chunk_size(width * lengths.element_size(), lengths.device.type, CPU_CHUNK_BYTES)
             weights = torch.split(self.filter_net.weight, width, dim=0)
             biases = torch.split(self.filter_bias, width)
