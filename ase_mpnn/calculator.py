@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+from ase.calculators.calculator import equal as ase_equal
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from .checks import check_device, check_dtype, non_finite_parameters
@@ -192,10 +193,9 @@ class MPNNCalculator(Calculator):
         return super().get_property(name, atoms, allow_calculation)
 
     def check_state(self, atoms: Atoms, tol: float = 1e-15) -> list[str]:
-        """ASE's checks plus the total charge (``atoms.info["charge"]``), which ASE ignores."""
-        if _identical_state(self.atoms, atoms):
-            return []
-        changes = super().check_state(atoms, tol)
+        """ASE's checks (:func:`_system_changes`) plus the total charge
+        (``atoms.info["charge"]``), which ASE ignores."""
+        changes = _system_changes(self.atoms, atoms, tol, set(self.ignored_changes))
         if self.atoms is not None and total_charge_of(atoms) != total_charge_of(self.atoms):
             changes.append("charge")
         return changes
@@ -349,22 +349,34 @@ class MPNNCalculator(Calculator):
         return results
 
 
-def _identical_state(before: Atoms | None, now: Atoms) -> bool:
-    """Whether ``now`` has exactly the cell, pbc, arrays and charge of ``before``.
+def _system_changes(before: Atoms | None, now: Atoms, tol: float, excluded: set[str]) -> list[str]:
+    """ASE's ``compare_atoms(before, now, tol, excluded)``, answered bitwise where it can be.
 
-    ASE compares them with ``np.allclose`` to 1e-15 on every property request; an MD step
-    asks three times (forces, energy, and the observers'), which costs a tenth of a
-    one-molecule step. Bitwise-equal arrays are within any tolerance, so returning no
-    changes here is what ASE's comparison would return; anything else falls through to it.
+    ASE compares cell, pbc and every array with ``np.allclose`` to ``tol`` on every
+    property request; an MD step asks three times (forces, energy, and the observers'),
+    which costs a tenth of a one-molecule step. Bitwise-equal values are within any
+    tolerance, so only the values that differ bitwise (the positions, in MD) go through
+    ASE's own comparison, and the answer is always ASE's.
     """
-    if before is None or len(before) != len(now) or total_charge_of(before) != total_charge_of(now):
-        return False
-    if not (np.array_equal(before.cell.array, now.cell.array) and np.array_equal(before.pbc, now.pbc)):
-        return False
-    watched = set(all_changes)
-    if watched & set(before.arrays) != watched & set(now.arrays):
-        return False
-    return all(np.array_equal(before.arrays[k], now.arrays[k]) for k in watched & set(now.arrays))
+    if before is None:
+        return list(all_changes)
+    changes = []
+    watched = set(all_changes) - set(excluded)
+    for prop in ("cell", "pbc"):
+        if prop not in watched:
+            continue
+        a, b = getattr(before, prop), getattr(now, prop)
+        a, b = (a.array, b.array) if prop == "cell" else (a, b)
+        if not (np.array_equal(a, b) or ase_equal(a, b, atol=tol)):
+            changes.append(prop)
+    watched -= {"cell", "pbc"}
+    arrays_before, arrays_now = set(before.arrays), set(now.arrays)
+    changes += watched & (arrays_before ^ arrays_now)
+    for prop in watched & arrays_before & arrays_now:
+        a, b = before.arrays[prop], now.arrays[prop]
+        if not ((a.shape == b.shape and np.array_equal(a, b)) or ase_equal(a, b, atol=tol)):
+            changes.append(prop)
+    return changes
 
 
 def _frozen_member(model: AtomisticModel | str | os.PathLike, device: torch.device,

@@ -120,7 +120,7 @@ def test_changing_total_charge_recomputes(painn):
 
 
 def test_state_check_agrees_with_ase(painn):
-    """The bitwise fast path of check_state answers what ASE's compare_atoms answers."""
+    """check_state's bitwise-first comparison answers what ASE's compare_atoms answers."""
     from ase.calculators.calculator import compare_atoms
 
     calc = MPNNCalculator(painn, dtype=F64)
@@ -142,8 +142,17 @@ def test_state_check_agrees_with_ase(painn):
     variants["magmoms"].set_initial_magnetic_moments([0.0, 0.0, 0.0])
     variants["nan"] = atoms.copy()
     variants["nan"].positions[0, 0] = np.nan
+    variants["cell within 1e-15"] = atoms.copy()
+    variants["cell within 1e-15"].cell = np.nextafter(atoms.cell.array, 1.0)
+    variants["moved and pbc"] = variants["moved"].copy()
+    variants["moved and pbc"].pbc = True
+    variants["fewer atoms"] = atoms[:2]
     for name, other in variants.items():
         assert sorted(calc.check_state(other)) == sorted(compare_atoms(calc.atoms, other)), name
+    calc.ignored_changes = {"positions"}  # ASE's hook for properties a calculator ignores
+    assert calc.check_state(variants["moved"]) == [] == compare_atoms(calc.atoms, variants["moved"],
+                                                                      excluded_properties={"positions"})
+    del calc.ignored_changes
     assert calc.check_state(variants["same"]) == []
     assert "positions" in calc.check_state(variants["moved"])
     assert calc.check_state(charged(atoms.copy(), 1)) == ["charge"]

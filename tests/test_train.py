@@ -14,6 +14,7 @@ import torch
 import ase_mpnn
 import ase_mpnn.training.data
 from ase_mpnn.training import train as train_module
+from ase_mpnn import read_header
 from ase_mpnn.cli import main
 from ase_mpnn.training.data import DataError, read_dataset
 from ase_mpnn.training.train import TrainConfig, train
@@ -86,6 +87,20 @@ def test_outputs_and_metadata(tmp_path):
     assert meta["epochs"] == 3 and meta["training"]["architecture"] == "painn"
     model = ase_mpnn.load_model(cfg.output, dtype=torch.float64)
     assert model.atomic_energies.abs().max() > 100  # reference energies fitted (water ≈ −2080 eV)
+
+
+def test_split_seed_fixes_the_split_while_seed_changes_the_weights(tmp_path):
+    """Members differing only in initial weights share a split, so their test errors compare."""
+    runs = {}
+    for name, seed, split_seed in (("a", 0, None), ("b", 1, 0), ("c", 1, None)):
+        cfg = config(tmp_path, max_epochs=1, seed=seed, split_seed=split_seed,
+                     output=str(tmp_path / f"{name}.pt"))
+        train(cfg, progress=False)
+        runs[name] = (read_header(cfg.output)["metadata"]["split"], ase_mpnn.load_model(cfg.output))
+    assert runs["a"][0] == runs["b"][0] and runs["a"][0] != runs["c"][0]
+    assert any(not torch.equal(p, q) for p, q in zip(runs["a"][1].parameters(), runs["b"][1].parameters()))
+    with pytest.raises(ValueError, match="split_seed"):
+        config(tmp_path, split_seed=-1).validate()
 
 
 def test_training_lowers_validation_loss(tmp_path):

@@ -45,7 +45,7 @@ def _in_range(name: str, value: Any, low: float, high: float, *, low_open: bool,
 def check_training_numbers(config: Any) -> None:
     """Raise ``ValueError`` for the first numeric setting of ``config`` out of its range.
 
-    ``config`` is a :class:`~ase_mpnn.training.train.TrainConfig`. Whole numbers: ``seed`` ≥ 0,
+    ``config`` is a :class:`~ase_mpnn.training.train.TrainConfig`. Whole numbers: ``seed`` and ``split_seed`` (if given) ≥ 0,
     ``batch_size`` ≥ 1, ``max_epochs`` ≥ 0, ``warmup_epochs`` ≥ 0, ``plateau_patience`` ≥ 0,
     ``early_stopping_patience`` ≥ 1. Real numbers: ``cutoff`` > 0, ``lr`` > 0,
     ``min_lr`` in [0, lr], ``weight_decay`` ≥ 0, ``plateau_factor`` in (0, 1),
@@ -54,6 +54,8 @@ def check_training_numbers(config: Any) -> None:
     """
     inf = math.inf
     _whole("seed", config.seed, 0)
+    if config.split_seed is not None:
+        _whole("split_seed", config.split_seed, 0)
     _whole("batch_size", config.batch_size, 1)
     _whole("max_epochs", config.max_epochs, 0)
     _whole("warmup_epochs", config.warmup_epochs, 0)

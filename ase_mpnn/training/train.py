@@ -91,7 +91,8 @@ class TrainConfig:
     hyperparameters: dict = field(default_factory=dict)
     keys: dict = field(default_factory=dict)  # label -> key in the data file
     split: list = field(default_factory=lambda: [0.8, 0.1, 0.1])  # train, validation, test
-    seed: int = 0
+    seed: int = 0  # initial weights and batch order; also the split unless split_seed is given
+    split_seed: int | None = None  # shuffles the train/validation/test split (default: seed)
     batch_size: int = 16
     max_epochs: int = 200
     max_minutes: float | None = None  # stop after this wall time (the model is still saved)
@@ -166,6 +167,11 @@ class TrainConfig:
                 raise ValueError(f"frame_weights.{value} must be a positive number, got {weight!r}")
 
     @property
+    def data_split_seed(self) -> int:
+        """The seed of the split: ``split_seed``, or ``seed`` when that is not given."""
+        return self.seed if self.split_seed is None else self.split_seed
+
+    @property
     def run_dir(self) -> Path:
         return Path(self.workdir) if self.workdir else Path(self.output).with_suffix(".run")
 
@@ -191,6 +197,8 @@ def training_settings(config: TrainConfig) -> dict[str, Any]:
     the content (size and SHA-256) of each data file and of ``init_from``. Stored in the
     checkpoint and compared when the run resumes."""
     settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in _NOT_RESULT_SHAPING}
+    if config.split_seed is None:  # runs from before the option compare equal
+        del settings["split_seed"]
     if config.schedule != "cosine":
         del settings["max_epochs"]
     settings["data files"] = [file_fingerprint(p) for p in config.data_files()]
@@ -315,7 +323,7 @@ def prepare(config: TrainConfig) -> tuple[Dataset, list[np.ndarray], list[int]]:
         )
     if config.frame_weights:
         dataset.set_frame_weights(config.frame_weight_key, {str(k): v for k, v in config.frame_weights.items()})
-    splits = split_indices(len(dataset), config.split, config.seed)
+    splits = split_indices(len(dataset), config.split, config.data_split_seed)
     dataset.attach_neighbors(config.cutoff, config.hyperparameters.get("min_distance", 0.1))
     return dataset, splits, species
 
@@ -617,7 +625,7 @@ def _finish(config, model, dataset, train_idx, val_idx, test_idx, state, progres
         "data": (os.path.basename(config.data) if isinstance(config.data, str)
                  else [os.path.basename(p) for p in config.data]),
         "split": {"train": train_idx.tolist(), "validation": val_idx.tolist(), "test": test_idx.tolist(),
-                  "seed": config.seed, "fractions": list(config.split)},
+                  "seed": config.data_split_seed, "fractions": list(config.split)},
         "training": {k: v for k, v in dataclasses.asdict(config).items() if k not in ("data", "output", "workdir")},
         "epochs": state["epoch"],
         "best_epoch": state["best_epoch"],

@@ -17,11 +17,14 @@ from . import native
 
 class EdgeGroups:
     """``by_receiver`` and ``by_sender``: each a pair (order, ptr) of int64 arrays, where
-    ``order[ptr[a]:ptr[a + 1]]`` are the edges of atom a in increasing edge order."""
+    ``order[ptr[a]:ptr[a + 1]]`` are the edges of atom a in increasing edge order;
+    ``receiver_addresses`` and ``sender_addresses``: the arrays' addresses, for the kernels."""
 
     def __init__(self, receiver: torch.Tensor, sender: torch.Tensor, n_atoms: int):
         self.by_receiver = _group(receiver, n_atoms)
         self.by_sender = _group(sender, n_atoms)
+        self.receiver_addresses = tuple(a.ctypes.data for a in self.by_receiver)
+        self.sender_addresses = tuple(a.ctypes.data for a in self.by_sender)
 
 
 def _group(index: torch.Tensor, n_atoms: int) -> tuple[np.ndarray, np.ndarray]:

@@ -143,11 +143,10 @@ class FusedConv(torch.autograd.Function):
         ctx.save_for_backward(h, sh, weights, receiver, sender, h_k)
         ctx.table, ctx.groups, ctx.conv = table, groups, conv
         out = h.new_empty((h.shape[0], table.d_out))
-        order, ptr = groups.by_receiver
         p = native.pointer
         status = getattr(native.library(), "conv_forward" + native.suffix(h.dtype))(
             ctypes.byref(table.struct), h.shape[0], p(table.coefficients(h.dtype)), p(h_k), p(sh), p(weights),
-            p(sender), p(order), p(ptr), p(out), native.threads_for(sh.shape[0] * table.n_couplings))
+            p(sender), *groups.receiver_addresses, p(out), native.threads_for(sh.shape[0] * table.n_couplings))
         if status:
             raise MemoryError("the fused convolution could not allocate its per-thread buffer")
         return out.index_select(1, table.out_from_kernel)
@@ -171,12 +170,11 @@ class FusedConv(torch.autograd.Function):
         grad_h_k = torch.empty_like(h_k)
         grad_sh = torch.empty_like(sh)
         grad_weights = torch.empty_like(weights)
-        order, ptr = ctx.groups.by_sender
         receiver = receiver.contiguous()
         p = native.pointer
         status = getattr(native.library(), "conv_backward" + native.suffix(h.dtype))(
             ctypes.byref(table.struct), h.shape[0], p(table.coefficients(h.dtype)), p(h_k), p(sh), p(weights),
-            p(receiver), p(order), p(ptr), p(g), p(grad_h_k), p(grad_sh), p(grad_weights),
+            p(receiver), *ctx.groups.sender_addresses, p(g), p(grad_h_k), p(grad_sh), p(grad_weights),
             native.threads_for(sh.shape[0] * table.n_couplings))
         if status:
             raise MemoryError("the fused convolution could not allocate its per-thread buffer")

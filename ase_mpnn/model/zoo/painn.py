@@ -25,10 +25,13 @@ finite; its curvature of 1e4 per feature unit is a near-corner that shows up as
 spikes of d²E/dx² and force constants that depend on the finite-difference step.
 
 Speed and memory: φ is evaluated per atom and gathered per edge; the v_j term is
-skipped in the first block, where v = 0; for graphs of more than ``low_memory_edges``
-edges the message step (:class:`ChunkedMessages`) walks the edges in cache-sized chunks
-and keeps only per-atom and radial tensors for the backward pass, so memory grows like
-atoms × F rather than edges × 3F × blocks, and the time per atom stays flat.
+skipped in the first block, where v = 0. A frozen model on a CPU (the calculator, MD)
+runs the message step as C kernels (:class:`~.painn_fused.FusedMessages`): filters,
+gathers, messages and sums of one edge at a time, in cache. Otherwise (training, GPUs,
+``ASE_MPNN_NATIVE=0``), graphs of more than ``low_memory_edges`` edges take
+:class:`ChunkedMessages`, which walks the edges in cache-sized chunks and keeps only
+per-atom and radial tensors for the backward pass. Either way memory grows like
+atoms × F rather than edges × 3F × blocks.
 """
 
 from __future__ import annotations
