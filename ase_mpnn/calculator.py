@@ -259,8 +259,12 @@ class MPNNCalculator(Calculator):
             spread = self._split({k: v.std(dim=0, correction=0) for k, v in stacked.items()}, structures)
             results = [{**m, **{f"{k}_std": v for k, v in sd.items() if k in _SPREAD}}
                        for m, sd in zip(mean, spread)]
-        for k, r in enumerate(results):
-            self._check_finite(r, structures[k], k if len(structures) > 1 else None)
+        # One check of the batched outputs; per structure only to name the culprit (or
+        # where rows are NaN by design: the stress of non-periodic members of a batch).
+        outputs = single if len(self.members) == 1 else stacked
+        if not all(bool(torch.isfinite(v).all()) for v in outputs.values()):
+            for k, r in enumerate(results):
+                self._check_finite(r, structures[k], k if len(structures) > 1 else None)
         return results
 
     def _check_finite(self, results: dict[str, Any], atoms: Atoms, k: int | None) -> None:

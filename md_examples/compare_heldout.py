@@ -1,8 +1,10 @@
-"""Held-out errors of two water models on the MD frames that neither trained on.
+"""Held-out errors of water models on the MD frames that none of them trained on.
 
 Two models trained with different splits have different test sets; comparing their
-test errors compares different frames. This evaluates both on the frames of
-``data/water_b3lyp_augccpvdz.extxyz`` that are in both models' test splits (float64).
+test errors compares different frames. This evaluates them on the frames of
+``data/water_b3lyp_augccpvdz.extxyz`` that are in every model's test split (float64);
+``--mean`` adds the mean prediction of the models after the first (a committee of seeds
+against a baseline).
 The model cards' old-against-new figures come from here:
 
     git show 52440d0:models/painn_water.pt > /tmp/painn_water_old.pt
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ase_mpnn import load_model, read_header
@@ -32,18 +35,31 @@ def md_test_frames(model_path: str, n_md: int) -> set[int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("models", nargs=2, help="two model files trained on the water data")
+    parser.add_argument("models", nargs="+", help="two or more model files trained on the water data")
+    parser.add_argument("--mean", action="store_true",
+                        help="also the mean prediction of the models after the first (a committee of seeds)")
     args = parser.parse_args()
+    if len(args.models) < 2:
+        parser.error("give at least two model files")
     dataset = read_dataset(str(MD_DATA))
     common = sorted(set.intersection(*(md_test_frames(m, len(dataset)) for m in args.models)))
     frames = dataset.subset(common)
-    print(f"{len(common)} MD frames in both test splits")
+    print(f"{len(common)} MD frames in every test split")
     print("| model | energy (meV/atom) | forces (meV/Å) | dipole (e·Å) | polarizability (% of mean isotropic) |")
     print("|---|---:|---:|---:|---:|")
+    predictions = []
     for path in args.models:
-        m = error_metrics(*predict_dataset(load_model(path, dtype=torch.float64), frames))
-        print(f"| {path} | {m['energy_mae'] * 1000:.3f} | {m['forces_mae'] * 1000:.2f} | {m['dipole_mae']:.6f} | "
-              f"{m['polarizability_mae_percent']:.3f} |")
+        predicted, reference = predict_dataset(load_model(path, dtype=torch.float64), frames)
+        predictions.append(predicted)
+        print_row(path, error_metrics(predicted, reference))
+    if args.mean:
+        mean = {k: np.mean([p[k] for p in predictions[1:]], axis=0) for k in predictions[0]}
+        print_row(f"mean of the {len(predictions) - 1} models after the first", error_metrics(mean, reference))
+
+
+def print_row(name: str, m: dict) -> None:
+    print(f"| {name} | {m['energy_mae'] * 1000:.3f} | {m['forces_mae'] * 1000:.2f} | {m['dipole_mae']:.6f} | "
+          f"{m['polarizability_mae_percent']:.3f} |")
 
 
 if __name__ == "__main__":
