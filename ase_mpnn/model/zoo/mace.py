@@ -184,14 +184,14 @@ class SymmetricContraction(nn.Module):
         self.fused_table = mace_fused.ContractionTable(self)
 
     def forward(self, a: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        if native.usable(a, *self.weights):  # frozen model on a CPU: the C kernels (mace_fused.py)
+            return mace_fused.FusedContraction.apply(a, species, self, self.fused_table)
         # Large graphs a block of atoms at a time: the (couplings × atoms·channels) products
         # then stay a few MB, reused from the heap instead of page-faulted in on every
         # operation (nn/chunks.py says why that matters on a CPU). Each block is recomputed
         # in the backward pass (activation checkpointing), so autograd keeps a block's
         # input, not its products (benchmarks/bench_zoo.py --only mace: 1.5 GB at 1,029
         # atoms, against 3.1 GB without the recompute).
-        if native.usable(a, *self.weights):  # frozen model on a CPU: the C kernels (mace_fused.py)
-            return mace_fused.FusedContraction.apply(a, species, self, self.fused_table)
         per_atom = self.widest_level * self.n_channels * a.element_size()
         block = max(1, chunk_budget(a.device.type, CONTRACTION_CPU_BYTES) // per_atom)
         if a.shape[0] <= block:

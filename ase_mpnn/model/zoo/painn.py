@@ -43,8 +43,8 @@ from torch import nn
 
 from ..nn import MLP, CosineCutoff, SineRBF, scatter_sum
 from ..nn.chunks import edge_chunk_size
-from ..nn.representation import Features, Representation
 from ..nn.edge_groups import EdgeGroups
+from ..nn.representation import Features, Representation
 from . import painn_fused
 from .painn_fused import FusedMessages
 
