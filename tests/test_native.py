@@ -43,3 +43,31 @@ def test_switched_off_missing_compiler_and_failed_build(monkeypatch, tmp_path):
         assert [p.suffix for p in tmp_path.iterdir()] == [".so"]
     finally:
         native.library.cache_clear()
+
+
+@pytest.mark.parametrize("architecture", ["painn", "mace"])
+def test_kernels_on_several_threads_equal_the_torch_paths(monkeypatch, architecture):
+    """The OpenMP-parallel kernels (each thread owns the atoms it sums into) give the
+    single-threaded and torch results: every call is made parallel here."""
+    import ase_mpnn
+    from ase_mpnn.testing import random_crystal
+    from conftest import make_model
+
+    model = make_model(architecture).eval().requires_grad_(False)
+    graph = ase_mpnn.build_graph([random_crystal(seed=3, n=12)], model.cutoff, dtype=torch.float64)
+    threads = torch.get_num_threads()
+    results = {}
+    try:
+        monkeypatch.setattr(native, "MIN_PARALLEL_WORK", 0)
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            results[n] = model(graph, ("energy", "forces", "stress"))
+        with monkeypatch.context() as m:
+            m.setattr(native, "usable", lambda *args: False)
+            results["torch"] = model(graph, ("energy", "forces", "stress"))
+    finally:
+        torch.set_num_threads(threads)
+    for key in results[1]:
+        scale = float(results["torch"][key].detach().abs().max())
+        torch.testing.assert_close(results[2][key], results[1][key], rtol=1e-13, atol=1e-13 * scale)
+        torch.testing.assert_close(results[1][key], results["torch"][key], rtol=1e-12, atol=1e-12 * scale)
