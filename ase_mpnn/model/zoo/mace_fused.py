@@ -139,7 +139,7 @@ class FusedConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h, sh, weights, receiver, sender, table, groups, conv):
         h_k = h.index_select(1, table.in_to_kernel).contiguous()
-        sh, weights, sender = sh.contiguous(), weights.contiguous(), sender.contiguous()
+        sh, weights, sender = sh.contiguous(), weights.contiguous(), sender.long().contiguous()
         ctx.save_for_backward(h, sh, weights, receiver, sender, h_k)
         ctx.table, ctx.groups, ctx.conv = table, groups, conv
         out = h.new_empty((h.shape[0], table.d_out))
@@ -170,7 +170,7 @@ class FusedConv(torch.autograd.Function):
         grad_h_k = torch.empty_like(h_k)
         grad_sh = torch.empty_like(sh)
         grad_weights = torch.empty_like(weights)
-        receiver = receiver.contiguous()
+        receiver = receiver.long().contiguous()
         p = native.pointer
         status = getattr(native.library(), "conv_backward" + native.suffix(h.dtype))(
             ctypes.byref(table.struct), h.shape[0], p(table.coefficients(h.dtype)), p(h_k), p(sh), p(weights),
@@ -254,7 +254,7 @@ class FusedContraction(torch.autograd.Function):
     def forward(ctx, a, species, contraction, table):
         n, C = a.shape[0], contraction.n_channels
         a_k = a.index_select(1, table.a_to_kernel).contiguous()
-        species = species.contiguous()
+        species = species.long().contiguous()  # the kernel reads int64
         coeff = ContractionTable.coefficients(contraction, a.dtype)
         weights = [w.contiguous() for w in contraction.weights]
         pointers = (ctypes.c_void_p * len(weights))(*[w.data_ptr() for w in weights])

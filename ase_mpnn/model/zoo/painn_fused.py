@@ -47,7 +47,7 @@ class FusedMessages(torch.autograd.Function):
         F, n_rbf = width // 3, radial.shape[1]
         delta_s = phi.new_empty((n, F))
         delta_v = phi.new_empty((n, 3, F))
-        sender = sender.contiguous()
+        sender = sender.long().contiguous()  # the kernel reads int64
         # Addresses read directly: this runs three times per call of a 3-atom molecule.
         status = getattr(native.library(), "painn_forward" + native.suffix(phi.dtype))(
             n, F, n_rbf, v is not None, phi.data_ptr(), None if v is None else v.data_ptr(), radial.data_ptr(),
@@ -74,7 +74,7 @@ class FusedMessages(torch.autograd.Function):
         grad_radial = torch.empty_like(radial)
         grad_fcut = torch.empty_like(fcut)
         grad_unit = torch.empty_like(unit)
-        receiver = receiver.contiguous()
+        receiver = receiver.long().contiguous()
         p = native.pointer
         status = getattr(native.library(), "painn_backward" + native.suffix(phi.dtype))(
             n, F, n_rbf, v is not None, phi.data_ptr(), p(v), radial.data_ptr(), fcut.data_ptr(), weight_t.data_ptr(),
