@@ -119,10 +119,10 @@ class MPNNCalculator(Calculator):
         compile: compile the model's representation and scalar read-out with
             ``torch.compile`` (dynamic shapes) on first use. It pays for small molecules,
             whose calls are hundreds of tiny operations: for one water with PaiNN 128×3 on one
-            thread, 1.25–1.45× more ASE Langevin steps per second
+            thread, about 1.25× more ASE Langevin steps per second than eagerly
             (``benchmarks/anchors/bench_anchors.py --compile``), after 15–25 s of compiling
-            on first use (a C++ compiler is needed). Graphs that take PaiNN's chunked
-            message step (more than ~512 edges) run eagerly. For single models of PaiNN,
+            on first use (a C++ compiler is needed). A compiled PaiNN traces the torch path,
+            not the C kernels; graphs of more than ~512 edges run eagerly, with them. For single models of PaiNN,
             SchNet, BPNN or EGNN (not committees; torch.compile cannot trace the e3nn-based
             architectures).
 

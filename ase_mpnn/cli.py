@@ -580,9 +580,9 @@ def add_run_control(parser: argparse.ArgumentParser) -> None:
                         "afresh, replacing the record (a resumed run must have the checkpoint's settings)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--compile", action="store_true",
-                        help="torch.compile the model's representation (PaiNN, SchNet, BPNN, EGNN): 1.25-1.45x "
-                             "faster MD of a small molecule after 15-25 s of compiling (needs a C++ compiler); "
-                             "large PaiNN graphs run eagerly")
+                        help="torch.compile the model's representation (PaiNN, SchNet, BPNN, EGNN): about 1.25x "
+                             "faster Langevin MD of a small molecule after 15-25 s of compiling (needs a C++ "
+                             "compiler); large PaiNN graphs run eagerly, with the C kernels")
 
 
 def add_device_dtype(parser: argparse.ArgumentParser, dtype: str) -> None:
