@@ -58,3 +58,17 @@ def ipi_command() -> list[str]:
             pytest.skip("the ipi package is installed but its i-pi script is not on PATH")
         script = Path(found)
     return [sys.executable, str(script)]
+
+
+def count_forward_calls(monkeypatch, function) -> list:
+    """Wrap ``function.forward`` (a ``torch.autograd.Function``) to count its calls: the
+    returned list grows by one per call (which code path a model takes)."""
+    calls = []
+    forward = function.forward
+
+    def counting_forward(ctx, *args):
+        calls.append(1)
+        return forward(ctx, *args)
+
+    monkeypatch.setattr(function, "forward", staticmethod(counting_forward))
+    return calls

@@ -15,7 +15,7 @@ from ase_mpnn.model.zoo import mace as mace_module
 from ase_mpnn.model.zoo.mace import MACE, SymmetricContraction
 from ase_mpnn.model.zoo.mace_fused import ConvTable, FusedContraction, FusedConv
 from ase_mpnn.testing import random_crystal
-from conftest import make_model
+from conftest import count_forward_calls, make_model
 
 pytestmark = pytest.mark.skipif(native.library() is None, reason="no C compiler here")
 
@@ -111,14 +111,7 @@ def test_frozen_model_takes_the_fused_path_with_the_same_results(monkeypatch):
     """Energy, forces, stress and forces with create_graph (whose second derivatives go
     through h's dependence on earlier layers) equal the e3nn path."""
     model = frozen_mace()
-    calls = []
-    forward = FusedConv.forward
-
-    def counting_forward(ctx, *args):
-        calls.append(1)
-        return forward(ctx, *args)
-
-    monkeypatch.setattr(FusedConv, "forward", staticmethod(counting_forward))
+    calls = count_forward_calls(monkeypatch, FusedConv)
     model(ase_mpnn.build_graph([molecule("H2O")], model.cutoff, dtype=torch.float64))  # fills the isolated-atom cache
     for atoms in (molecule("H2O"), random_crystal(seed=3)):
         graph = ase_mpnn.build_graph([atoms], model.cutoff, dtype=torch.float64)

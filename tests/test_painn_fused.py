@@ -14,7 +14,7 @@ from ase_mpnn.model.zoo.painn import ChunkedMessages
 from ase_mpnn.model.nn.edge_groups import EdgeGroups
 from ase_mpnn.model.zoo.painn_fused import FusedMessages
 from ase_mpnn.testing import random_crystal
-from conftest import make_model
+from conftest import count_forward_calls, make_model
 
 pytestmark = pytest.mark.skipif(native.library() is None, reason="no C compiler here")
 
@@ -84,14 +84,7 @@ def frozen_painn():
 
 def test_frozen_model_takes_the_fused_path_with_the_same_results(monkeypatch):
     model = frozen_painn()
-    calls = []
-    original_forward = FusedMessages.forward
-
-    def counting_forward(ctx, *args):
-        calls.append(1)
-        return original_forward(ctx, *args)
-
-    monkeypatch.setattr(FusedMessages, "forward", staticmethod(counting_forward))
+    calls = count_forward_calls(monkeypatch, FusedMessages)
     structures = [molecule("CH3CH2OH"), Atoms("O", positions=[[0, 0, 0]]), random_crystal(seed=3)]
     model(ase_mpnn.build_graph(structures[:1], model.cutoff, dtype=torch.float64))  # fills the isolated-atom cache
     for batch in (structures[:2], [structures[2]]):
