@@ -122,9 +122,9 @@ class MPNNCalculator(Calculator):
             thread, about 1.25× more ASE Langevin steps per second than eagerly
             (``benchmarks/anchors/bench_anchors.py --compile``), after 15–25 s of compiling
             on first use (a C++ compiler is needed). A compiled PaiNN traces the torch path,
-            not the C kernels; graphs of more than ~512 edges run eagerly, with them. For single models of PaiNN,
-            SchNet, BPNN or EGNN (not committees; torch.compile cannot trace the e3nn-based
-            architectures).
+            not the C kernels; graphs of more than ~512 edges run eagerly, with them. For
+            single models of PaiNN, SchNet, BPNN or EGNN (not committees; torch.compile
+            cannot trace the e3nn-based architectures).
 
     Units: eV, Å, e; dipole e·Å; stress eV/Å³ (Voigt order); polarizability e²Å²/eV
     (ASE's convention: × 14.3996 for Å³).

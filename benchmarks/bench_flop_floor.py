@@ -43,7 +43,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import systems  # noqa: E402
 
 import ase_mpnn  # noqa: E402
-from ase_mpnn.model.zoo import painn_fused  # noqa: E402
+from ase_mpnn.model.nn import native  # noqa: E402
 
 MATMUL_OPS = {"mm", "addmm", "bmm", "baddbmm", "matmul", "linear", "_scaled_dot_product_flash_attention",
               "convolution", "_convolution"}
@@ -119,11 +119,11 @@ def main() -> None:
     counter = FlopCounterMode(display=False)
     elementwise = ElementwiseFlops()
     model.representation.low_memory_edges = 10**12
-    fused_usable, painn_fused.usable = painn_fused.usable, lambda *args: False
+    fused_usable, native.usable = native.usable, lambda *args: False
     with counter, elementwise:
         bare()
     model.representation.low_memory_edges = None
-    painn_fused.usable = fused_usable
+    native.usable = fused_usable
     matmul_flops = counter.get_total_flops()
     other_flops = elementwise.flops
 

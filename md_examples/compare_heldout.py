@@ -24,6 +24,7 @@ import torch
 from ase_mpnn import load_model, read_header
 from ase_mpnn.training.data import read_dataset
 from ase_mpnn.training.evaluate import error_metrics, predict_dataset
+from ase_mpnn.training.train import TrainConfig, validation_loss
 
 MD_DATA = Path(__file__).resolve().parents[1] / "data" / "water_b3lyp_augccpvdz.extxyz"
 
@@ -38,6 +39,9 @@ def main() -> None:
     parser.add_argument("models", nargs="+", help="two or more model files trained on the water data")
     parser.add_argument("--mean", action="store_true",
                         help="also the mean prediction of the models after the first (a committee of seeds)")
+    parser.add_argument("--recipe", metavar="YAML",
+                        help="also each model's validation loss (the trainer's objective with this recipe's "
+                             "data, loss and frame weights) on its own validation split")
     args = parser.parse_args()
     if len(args.models) < 2:
         parser.error("give at least two model files")
@@ -55,6 +59,24 @@ def main() -> None:
     if args.mean:
         mean = {k: np.mean([p[k] for p in predictions[1:]], axis=0) for k in predictions[0]}
         print_row(f"mean of the {len(predictions) - 1} models after the first", error_metrics(mean, reference))
+    if args.recipe:
+        print_validation_losses(args.models, args.recipe)
+
+
+def print_validation_losses(models: list[str], recipe: str) -> None:
+    """What the trainer picks its best epoch by, so also what picking a seed by it would use."""
+    config = TrainConfig.from_yaml(recipe)
+    data = read_dataset(config.data_files(), config.keys)
+    if config.frame_weights:
+        data.set_frame_weights(config.frame_weight_key, {str(k): v for k, v in config.frame_weights.items()})
+    print()
+    print("| model | validation loss | validation split seed |")
+    print("|---|---:|---:|")
+    for path in models:
+        split = read_header(path)["metadata"]["split"]
+        frames = data.subset(split["validation"])
+        predicted, reference = predict_dataset(load_model(path, dtype=torch.float64), frames)
+        print(f"| {path} | {validation_loss(predicted, reference, config.loss_weights, frames):.5f} | {split['seed']} |")
 
 
 def print_row(name: str, m: dict) -> None:

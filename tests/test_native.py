@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from ase_mpnn.model.nn import native
-from ase_mpnn.model.zoo import painn_fused
 
 pytestmark = pytest.mark.skipif(native.library() is None, reason="no C compiler here")
 
@@ -19,7 +18,7 @@ def test_switched_off_missing_compiler_and_failed_build(monkeypatch, tmp_path):
         native.library.cache_clear()
         monkeypatch.setenv("ASE_MPNN_NATIVE", "0")
         assert native.library() is None
-        assert not painn_fused.usable(torch.ones(3), torch.ones(2))
+        assert not native.usable(torch.ones(3), torch.ones(2))
         monkeypatch.delenv("ASE_MPNN_NATIVE")
 
         native.library.cache_clear()

@@ -9,7 +9,6 @@ from ase.build import molecule
 
 import ase_mpnn
 from ase_mpnn.model.nn import native
-from ase_mpnn.model.zoo import painn_fused
 from ase_mpnn.model.zoo.painn import ChunkedMessages
 from ase_mpnn.model.nn.edge_groups import EdgeGroups
 from ase_mpnn.model.zoo.painn_fused import FusedMessages
@@ -94,7 +93,7 @@ def test_frozen_model_takes_the_fused_path_with_the_same_results(monkeypatch):
         fused = model(graph, props)
         assert len(calls) == n_calls + model.representation.n_interactions
         with monkeypatch.context() as m:
-            m.setattr(painn_fused, "usable", lambda *args: False)
+            m.setattr(native, "usable", lambda *args: False)
             plain = model(graph, props)
         for key in props:
             torch.testing.assert_close(fused[key], plain[key], rtol=1e-12, atol=1e-10)
@@ -102,7 +101,7 @@ def test_frozen_model_takes_the_fused_path_with_the_same_results(monkeypatch):
 
 def test_training_and_other_devices_take_the_torch_paths():
     lengths = torch.ones(3, dtype=torch.float64)
-    assert painn_fused.usable(lengths, torch.ones(2, requires_grad=False))
-    assert not painn_fused.usable(lengths, torch.ones(2, requires_grad=True))  # training: weights need gradients
-    assert not painn_fused.usable(lengths.half(), torch.ones(2))
-    assert not painn_fused.usable(torch.ones(3, device="meta"), torch.ones(2))
+    assert native.usable(lengths, torch.ones(2, requires_grad=False))
+    assert not native.usable(lengths, torch.ones(2, requires_grad=True))  # training: weights need gradients
+    assert not native.usable(lengths.half(), torch.ones(2))
+    assert not native.usable(torch.ones(3, device="meta"), torch.ones(2))

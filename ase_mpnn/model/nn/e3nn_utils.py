@@ -72,6 +72,20 @@ def natural_irreps(mul: int, lmax: int) -> o3.Irreps:
     return o3.Irreps([(mul, (l, (-1) ** l)) for l in range(lmax + 1)])
 
 
+def nonzero_couplings(irreps1: o3.Irreps, irreps2: o3.Irreps, irreps_out: o3.Irreps, instructions: list):
+    """Nonzero c_ijp of e3nn's one-channel product out_p = Σ c_ijp x_i y_j: (i, j, p, c), c in
+    float64, read off e3nn's ``TensorProduct`` (so its normalisation and phases)."""
+    tp = o3.TensorProduct(irreps1, irreps2, irreps_out, instructions).double()
+    restore_exact_constants_(tp)  # e3nn builds its couplings in the default dtype
+    d1, d2 = irreps1.dim, irreps2.dim
+    eye1 = torch.eye(d1, dtype=torch.float64)
+    eye2 = torch.eye(d2, dtype=torch.float64)
+    with torch.no_grad():
+        c = tp(eye1.repeat_interleave(d2, 0), eye2.repeat(d1, 1))  # row i·d2 + j
+    i_j, p = torch.nonzero(c.abs() > 1e-12, as_tuple=True)
+    return i_j // d2, i_j % d2, p, c[i_j, p]
+
+
 def m_major_index(irreps: o3.Irreps) -> torch.Tensor:
     """Permutation of e3nn's layout (blocks of (u, m)) to (row = block, m; column = u).
 

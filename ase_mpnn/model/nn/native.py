@@ -32,7 +32,8 @@ from torch._C._functorch import is_functorch_wrapped_tensor
 
 _is_compiling = getattr(torch.compiler, "is_compiling", None) or torch._dynamo.is_compiling  # torch < 2.3
 
-#: Below this much work (≈ edges × channels) a kernel call runs on one thread.
+#: Below this much work (inner-loop rows of a call: edges × features for PaiNN, edges or
+#: atoms × couplings for MACE) a kernel call runs on one thread.
 MIN_PARALLEL_WORK = 2**16
 
 #: The C sources, compiled together into one library.
@@ -144,7 +145,7 @@ def pointer(t: torch.Tensor | np.ndarray | None) -> int | None:
 
 
 def threads_for(work: int) -> int:
-    """OpenMP threads for a kernel call of ``work`` (≈ edges × channels): below
+    """OpenMP threads for a kernel call of ``work`` inner-loop rows: below
     :data:`MIN_PARALLEL_WORK` a second thread costs more than it saves."""
     return torch.get_num_threads() if work >= MIN_PARALLEL_WORK else 1
 

@@ -47,8 +47,8 @@ from ..nn.e3nn_utils import (
     SymmetricTensorOut,
     m_major_index,
     natural_irreps,
+    nonzero_couplings,
     register_constant,
-    restore_exact_constants_,
 )
 from ..nn.edge_groups import EdgeGroups
 from ..nn.representation import E3nnRepresentation, Features, split_scalars_vectors
@@ -161,7 +161,7 @@ class SymmetricContraction(nn.Module):
         self.level_dims = [o3.Irreps([(1, ir) for ir, _ in level]).dim for level in levels]
         self.widest_level = 0  # most nonzero couplings of one level: rows of its products
         for k, coupling in enumerate(self.couplings):
-            first, second, out, value = _nonzero_couplings(*coupling)
+            first, second, out, value = nonzero_couplings(*coupling)
             self.widest_level = max(self.widest_level, len(first))
             for name, index in (("first", first), ("second", second), ("out", out)):
                 self.register_buffer(f"{name}_{k}", index, persistent=False)
@@ -226,19 +226,6 @@ class SymmetricContraction(nn.Module):
             b = torch.einsum("ednk,nek->nkd", stacked.view(len(terms), t.dim, n, C), w)
             out.append(b.reshape(n, C * t.dim))
         return torch.cat(out, dim=1)
-
-
-def _nonzero_couplings(irreps1: o3.Irreps, irreps2: o3.Irreps, irreps_out: o3.Irreps, instructions: list):
-    """Nonzero c_ijp of e3nn's one-channel product out_p = Σ c_ijp x_i y_j: (i, j, p, c), c in float64."""
-    tp = o3.TensorProduct(irreps1, irreps2, irreps_out, instructions).double()
-    restore_exact_constants_(tp)  # e3nn builds its couplings in the default dtype
-    d1, d2 = irreps1.dim, irreps2.dim
-    eye1 = torch.eye(d1, dtype=torch.float64)
-    eye2 = torch.eye(d2, dtype=torch.float64)
-    with torch.no_grad():
-        c = tp(eye1.repeat_interleave(d2, 0), eye2.repeat(d1, 1))  # row i·d2 + j
-    i_j, p = torch.nonzero(c.abs() > 1e-12, as_tuple=True)
-    return i_j // d2, i_j % d2, p, c[i_j, p]
 
 
 class MACELayer(nn.Module):

@@ -26,7 +26,7 @@ import torch
 from e3nn import o3
 
 from ..nn import native, scatter_sum
-from ..nn.e3nn_utils import m_major_index, restore_exact_constants_
+from ..nn.e3nn_utils import m_major_index, nonzero_couplings
 
 
 class _Table(ctypes.Structure):
@@ -101,30 +101,18 @@ class ConvTable:
         return self._coeff_as[dtype]
 
 
-@torch.no_grad()
 def _path_couplings(conv: o3.TensorProduct) -> list[tuple[np.ndarray, ...]]:
     """Per path: nonzero (index in input 1, index in input 2, output index, coefficient) of
-    the one-channel product, one path at a time (its weight 1, the others 0)."""
-    one = o3.TensorProduct(
-        o3.Irreps([(1, ir) for _, ir in conv.irreps_in1]), conv.irreps_in2,
-        o3.Irreps([(1, ir) for _, ir in conv.irreps_out]),
-        # e3nn normalises a "uvu" path by the second input's channel count (1 here and
-        # there), so the one-channel product has the same path weights as ``conv``.
-        [(i.i_in1, i.i_in2, i.i_out, i.connection_mode, i.has_weight) for i in conv.instructions],
-        shared_weights=False, internal_weights=False,
-    ).double()
-    restore_exact_constants_(one)  # e3nn builds its couplings in the default dtype
-    d1, d2 = one.irreps_in1.dim, one.irreps_in2.dim
-    x = torch.eye(d1, dtype=torch.float64).repeat_interleave(d2, 0)  # row i·d2 + j
-    y = torch.eye(d2, dtype=torch.float64).repeat(d1, 1)
-    paths = []
-    for q in range(len(conv.instructions)):
-        weight = torch.zeros(d1 * d2, one.weight_numel, dtype=torch.float64)
-        weight[:, q] = 1.0
-        c = one(x, y, weight)
-        rows, out = torch.nonzero(c.abs() > 1e-12, as_tuple=True)
-        paths.append(((rows // d2).numpy(), (rows % d2).numpy(), out.numpy(), c[rows, out].numpy()))
-    return paths
+    ``conv`` with one channel, that path alone. e3nn normalises a "uvu" path by the fan-in
+    of its output block, which here is that one path with the second input's single
+    channel, so these are ``conv``'s coefficients (tests/test_mace_fused.py compares)."""
+    irreps1 = o3.Irreps([(1, ir) for _, ir in conv.irreps_in1])
+    irreps_out = o3.Irreps([(1, ir) for _, ir in conv.irreps_out])
+    return [
+        tuple(t.numpy() for t in nonzero_couplings(irreps1, conv.irreps_in2, irreps_out,
+                                                     [(i.i_in1, i.i_in2, i.i_out, i.connection_mode, False)]))
+        for i in conv.instructions
+    ]
 
 
 class FusedConv(torch.autograd.Function):
@@ -227,7 +215,7 @@ class ContractionTable:
             rows = torch.arange(int(row), int(row) + dim)
             blocks.append((rows[None, :] * C + torch.arange(C)[:, None]).reshape(-1))
         self.b_from_kernel = torch.cat(blocks)
-        self.work = int(coupling_start[-1]) * C  # per atom, for the thread count
+        self.n_couplings = int(coupling_start[-1])  # per atom and channel: the thread count's work
 
     def __deepcopy__(self, memo) -> ContractionTable:
         return self  # immutable; ``struct`` holds addresses of this object's arrays
@@ -261,7 +249,7 @@ class FusedContraction(torch.autograd.Function):
         b = a.new_empty((n, table.d_out * C))
         status = getattr(native.library(), "contraction_forward" + native.suffix(a.dtype))(
             ctypes.byref(table.struct), n, native.pointer(coeff), pointers, native.pointer(species),
-            native.pointer(a_k), native.pointer(b), native.threads_for(n * table.work // 64))
+            native.pointer(a_k), native.pointer(b), native.threads_for(n * table.n_couplings))
         if status:
             raise MemoryError("the fused contraction could not allocate its per-thread buffer")
         ctx.save_for_backward(a, species, a_k, coeff, *weights)
@@ -281,7 +269,7 @@ class FusedContraction(torch.autograd.Function):
         status = getattr(native.library(), "contraction_backward" + native.suffix(a.dtype))(
             ctypes.byref(table.struct), a.shape[0], native.pointer(coeff), pointers, native.pointer(species),
             native.pointer(a_k), native.pointer(g), native.pointer(grad_a_k),
-            native.threads_for(a.shape[0] * table.work // 64))
+            native.threads_for(a.shape[0] * table.n_couplings))
         if status:
             raise MemoryError("the fused contraction could not allocate its per-thread buffer")
         return grad_a_k.index_select(1, table.a_from_kernel), None, None, None

@@ -41,11 +41,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..nn import MLP, CosineCutoff, SineRBF, scatter_sum
+from ..nn import MLP, CosineCutoff, SineRBF, native, scatter_sum
 from ..nn.chunks import edge_chunk_size
 from ..nn.edge_groups import EdgeGroups
 from ..nn.representation import Features, Representation
-from . import painn_fused
 from .painn_fused import FusedMessages
 
 
@@ -300,7 +299,7 @@ class PaiNN(Representation):
         radial = self.rbf(lengths) * fcut  # (n_edges, n_rbf)
         width = 3 * self.n_features
         chunk = self.edges_per_chunk(lengths)
-        fused = painn_fused.usable(lengths, self.filter_net.weight)
+        fused = native.usable(lengths, self.filter_net.weight)
         if chunk is not None or fused:
             groups = EdgeGroups(receiver, sender, species.shape[0]) if fused else None
             chunk = chunk or edge_chunk_size(width * lengths.element_size(), lengths.device.type, CPU_CHUNK_BYTES)

@@ -8,7 +8,7 @@ reads back, and a block costs two calls (forward, backward) instead of dozens of
 operations with their dispatch and OpenMP wake-ups.
 
 Used when the answer is energy and forces of a frozen model (the calculator, MD,
-harmonic analysis) on a CPU in float32 or float64: :func:`usable` says when. Training
+harmonic analysis) on a CPU in float32 or float64: :func:`~ase_mpnn.model.nn.native.usable` says when. Training
 (weights that need gradients), GPUs, ``torch.compile`` tracing and ``vmap`` (committees)
 take the torch paths. A second derivative through a fused block (``create_graph=True``
 with a frozen model) falls back to the chunked, differentiable backward.
@@ -19,12 +19,6 @@ from __future__ import annotations
 import torch
 
 from ..nn import native
-
-
-def usable(lengths: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether the fused kernels can run a block on edges of this dtype and device with
-    this filter weight (see :func:`~ase_mpnn.model.nn.native.usable`)."""
-    return native.usable(lengths, weight)
 
 
 class FusedMessages(torch.autograd.Function):
