@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
@@ -106,6 +107,20 @@ def test_radial_bases_have_their_size_and_centres():
     assert int(torch.argmax(gauss[2])) == 1  # r = 1.5 Å is nearest to the centre at 1 Å of 0, 1, 2, 3, 4
     sine = SineRBF(6, 4.0)(r)
     assert sine.shape == (9, 6) and torch.isfinite(sine).all()
+
+
+def test_sine_frequencies_stay_exact_through_float32():
+    """A model built or saved in float32 and run in float64 has the float64 frequencies
+    n π / r_c (PaiNN's C kernels make the basis from π / r_c and must agree to 1e-12)."""
+    exact = torch.arange(1, 7, dtype=torch.float64) * math.pi / 4.0
+    rbf = SineRBF(6, 4.0).float()
+    assert rbf.freqs.dtype == torch.float32
+    assert torch.equal(rbf.double().freqs, exact)
+    saved = SineRBF(6, 4.0).float().state_dict()
+    loaded = SineRBF(6, 4.0).double()
+    loaded.load_state_dict(saved)
+    assert torch.equal(loaded.freqs, exact)
+    assert not torch.equal(saved["freqs"].double(), exact)  # what the file holds is rounded
 
 
 def test_the_one_gate_equals_e3nns_gate():

@@ -45,11 +45,12 @@ SWITCH = "ASE_MPNN_NATIVE"
 _P = ctypes.c_void_p
 _I = ctypes.c_int64
 _INT = ctypes.c_int
+_D = ctypes.c_double
 #: Argument types of each exported function; those ending in "_" exist as ``_f32`` and ``_f64``.
 _SIGNATURES = {
     "group_edges": [_I, _I, _P, _P, _P],
-    "painn_forward_": [_I, _I, _I, _INT] + [_P] * 12 + [_INT],
-    "painn_backward_": [_I, _I, _I, _INT] + [_P] * 17 + [_INT],
+    "painn_forward_": [_I, _I, _I, _INT, _D, _D] + [_P] * 11 + [_INT],
+    "painn_backward_": [_I, _I, _I, _INT, _D, _D] + [_P] * 15 + [_INT],
     "conv_forward_": [_P, _I] + [_P] * 8 + [_INT],
     "conv_backward_": [_P, _I] + [_P] * 11 + [_INT],
     "contraction_forward_": [_P, _I] + [_P] * 5 + [_INT],

@@ -1,15 +1,22 @@
 /* PaiNN's message step, forward and backward, fused into one loop over edges.
  *
- * The same arithmetic as ase_mpnn/model/zoo/painn.py (_filters, _edge_messages and
- * ChunkedMessages.backward), per edge e = (i <- j):
+ * The same arithmetic as ase_mpnn/model/zoo/painn.py (SineRBF, CosineCutoff, _filters,
+ * _edge_messages and chunked_backward), per edge e = (i <- j) of length d < r_c:
  *
+ *   theta = step d  (step = pi / r_c),   fcut_e = (cos theta + 1) / 2
+ *   radial_e[n-1] = sin(n theta) / d * fcut_e,   n = 1 .. R
  *   W_e  = A radial_e + fcut_e b                         (3F filters, made here)
  *   x    = phi_j * W_e                                   split x_s, x_vv, x_vs (F each)
  *   ds_i += x_s,   dv_i[c] += unit_e[c] x_vs + v_j[c] x_vv
  *
- * Why: with torch operations every one of those steps writes an (edges x 3F) temporary
- * that the next one reads back; here one edge's 3F numbers stay in L1 cache, the filters
- * are never stored, and a call is one OpenMP region instead of dozens of operations.
+ * Edges with d >= r_c (a Verlet list's skin) contribute nothing, as fcut = 0 there.
+ *
+ * Why: with torch operations every one of those steps writes an (edges x 3F) or
+ * (edges x R) temporary that the next one reads back; here one edge's numbers stay in L1
+ * cache, the radial basis and the filters are never stored, the backward pass returns
+ * one number per edge (dL/dd) instead of R, and a call is one OpenMP region instead of
+ * dozens of operations. sin(n theta), cos(n theta) come from the angle-addition
+ * recurrence: one sin and one cos per edge instead of R of each (error ~ n ulp).
  *
  * Races: the forward pass walks the edges grouped by receiver (each thread owns the
  * receivers it sums into), the backward pass the same edges grouped by sender (each
@@ -20,11 +27,31 @@
  * Built at first use by ase_mpnn/model/nn/native.py; one copy per floating-point type.
  */
 
+#include <tgmath.h> /* sin, cos of the macro's type T */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define DEFINE_KERNELS(T, SUFFIX)                                                                  \
+                                                                                                   \
+/* radial[n-1] = sin(n theta)/d fcut for n = 1..R, with fcut; if d_radial is not NULL     \
+ * also d(radial)/dd and d(fcut)/dd. */                                                          \
+static inline void radial_##SUFFIX(int64_t R, T d, T step, T *restrict radial,                     \
+                                   T *restrict d_radial, T *restrict fcut, T *restrict d_fcut) {   \
+    const T theta = step * d, s1 = sin(theta), c1 = cos(theta);                                    \
+    const T fc = (T)0.5 * (c1 + 1), dfc = (T)-0.5 * step * s1, inv_d = 1 / d;                      \
+    T s = s1, c = c1;                                                                              \
+    for (int64_t n = 1; n <= R; n++) {                                                             \
+        const T e = s * inv_d;                                                                     \
+        radial[n - 1] = e * fc;                                                                    \
+        if (d_radial) d_radial[n - 1] = ((T)n * step * c - e) * inv_d * fc + e * dfc;              \
+        const T s_next = s * c1 + c * s1;                                                          \
+        c = c * c1 - s * s1;                                                                       \
+        s = s_next;                                                                                \
+    }                                                                                              \
+    *fcut = fc;                                                                                    \
+    if (d_fcut) *d_fcut = dfc;                                                                     \
+}                                                                                                  \
                                                                                                    \
 /* W_e = A radial_e + fcut_e b, with A given transposed (R x 3F) so the loop is unit-stride. */  \
 static inline void filters_##SUFFIX(int64_t width, int64_t R, const T *restrict radial_e,          \
@@ -40,9 +67,9 @@ static inline void filters_##SUFFIX(int64_t width, int64_t R, const T *restrict 
     }                                                                                              \
 }                                                                                                  \
                                                                                                    \
-int painn_forward_##SUFFIX(int64_t n_atoms, int64_t F, int64_t R, int has_v,                       \
-                           const T *restrict phi, const T *restrict v,                             \
-                           const T *restrict radial, const T *restrict fcut,                       \
+int painn_forward_##SUFFIX(int64_t n_atoms, int64_t F, int64_t R, int has_v, double step,          \
+                           double cutoff, const T *restrict phi, const T *restrict v,              \
+                           const T *restrict lengths,                                              \
                            const T *restrict a_t, const T *restrict bias,                          \
                            const T *restrict unit, const int64_t *restrict sender,                 \
                            const int64_t *restrict order, const int64_t *restrict ptr,             \
@@ -51,7 +78,7 @@ int painn_forward_##SUFFIX(int64_t n_atoms, int64_t F, int64_t R, int has_v,    
     int failed = 0;                                                                                \
     _Pragma("omp parallel num_threads(n_threads) if(n_threads > 1)")                               \
     {                                                                                              \
-        T *filt = (T *)malloc(sizeof(T) * width);                                                  \
+        T *filt = (T *)malloc(sizeof(T) * (width + R));                                            \
         if (!filt) {                                                                               \
             _Pragma("omp atomic write")                                                            \
             failed = 1;                                                                            \
@@ -65,7 +92,11 @@ int painn_forward_##SUFFIX(int64_t n_atoms, int64_t F, int64_t R, int has_v,    
             memset(dv_i, 0, sizeof(T) * 3 * F);                                                    \
             for (int64_t p = ptr[i]; p < ptr[i + 1]; p++) {                                        \
                 const int64_t e = order[p], j = sender[e];                                         \
-                filters_##SUFFIX(width, R, radial + e * R, fcut[e], a_t, bias, filt);              \
+                if (!(lengths[e] < (T)cutoff)) continue;                                           \
+                T *restrict radial = filt + width;                                                 \
+                T fcut;                                                                            \
+                radial_##SUFFIX(R, lengths[e], (T)step, radial, NULL, &fcut, NULL);                \
+                filters_##SUFFIX(width, R, radial, fcut, a_t, bias, filt);                         \
                 const T *restrict phi_j = phi + j * width;                                         \
                 _Pragma("omp simd")                                                                \
                 for (int64_t k = 0; k < F; k++) ds_i[k] += phi_j[k] * filt[k];                     \
@@ -92,28 +123,29 @@ int painn_forward_##SUFFIX(int64_t n_atoms, int64_t F, int64_t R, int has_v,    
 }                                                                                                  \
                                                                                                    \
 /* Gradients of a loss L given gs = dL/d(ds) (n x F) and gv = dL/d(dv) (n x 3 x F):        \
- * grad_phi (n x 3F), grad_v (n x 3 x F, if has_v) summed per sender; grad_radial (E x R), \
- * grad_fcut (E), grad_unit (E x 3) per edge.                                               \
+ * grad_phi (n x 3F), grad_v (n x 3 x F, if has_v) summed per sender; grad_lengths (E) and  \
+ * grad_unit (E x 3) per edge.                                                              \
  */                                                                                                \
-int painn_backward_##SUFFIX(int64_t n_atoms, int64_t F, int64_t R, int has_v,                      \
-                            const T *restrict phi, const T *restrict v,                            \
-                            const T *restrict radial, const T *restrict fcut,                      \
+int painn_backward_##SUFFIX(int64_t n_atoms, int64_t F, int64_t R, int has_v, double step,         \
+                            double cutoff, const T *restrict phi, const T *restrict v,             \
+                            const T *restrict lengths,                                             \
                             const T *restrict a_t, const T *restrict bias,                         \
                             const T *restrict unit, const int64_t *restrict receiver,              \
                             const int64_t *restrict order, const int64_t *restrict ptr,            \
                             const T *restrict gs, const T *restrict gv,                            \
-                            T *restrict grad_phi, T *restrict grad_v, T *restrict grad_radial,     \
-                            T *restrict grad_fcut, T *restrict grad_unit, int n_threads) {         \
+                            T *restrict grad_phi, T *restrict grad_v, T *restrict grad_lengths,    \
+                            T *restrict grad_unit, int n_threads) {                                \
     const int64_t width = 3 * F;                                                                   \
     int failed = 0;                                                                                \
     _Pragma("omp parallel num_threads(n_threads) if(n_threads > 1)")                               \
     {                                                                                              \
-        T *filt = (T *)malloc(sizeof(T) * 2 * width);                                              \
+        T *filt = (T *)malloc(sizeof(T) * (2 * width + 2 * R));                                    \
         if (!filt) {                                                                               \
             _Pragma("omp atomic write")                                                            \
             failed = 1;                                                                            \
         }                                                                                          \
         T *gx = filt ? filt + width : NULL; /* dL/dx, then dL/dW */                                \
+        T *radial = filt ? gx + width : NULL, *d_radial = filt ? radial + R : NULL;                \
         _Pragma("omp for schedule(dynamic, 4)")                                                    \
         for (int64_t j = 0; j < n_atoms; j++) {                                                    \
             if (!filt) continue;                                                                   \
@@ -124,7 +156,13 @@ int painn_backward_##SUFFIX(int64_t n_atoms, int64_t F, int64_t R, int has_v,   
             if (has_v) memset(gv_j, 0, sizeof(T) * 3 * F);                                         \
             for (int64_t p = ptr[j]; p < ptr[j + 1]; p++) {                                        \
                 const int64_t e = order[p], i = receiver[e];                                       \
-                filters_##SUFFIX(width, R, radial + e * R, fcut[e], a_t, bias, filt);              \
+                if (!(lengths[e] < (T)cutoff)) {                                                   \
+                    grad_lengths[e] = grad_unit[e * 3] = grad_unit[e * 3 + 1] = grad_unit[e * 3 + 2] = 0; \
+                    continue;                                                                      \
+                }                                                                                  \
+                T fcut, d_fcut;                                                                    \
+                radial_##SUFFIX(R, lengths[e], (T)step, radial, d_radial, &fcut, &d_fcut);         \
+                filters_##SUFFIX(width, R, radial, fcut, a_t, bias, filt);                         \
                 const T *restrict gs_i = gs + i * F, *restrict gv_i = gv + i * 3 * F;              \
                 const T *restrict u = unit + e * 3;                                                \
                 memcpy(gx, gs_i, sizeof(T) * F);                                                   \
@@ -159,14 +197,15 @@ int painn_backward_##SUFFIX(int64_t n_atoms, int64_t F, int64_t R, int has_v,   
                     gx[k] *= phi_j[k]; /* now dL/dW */                                             \
                     g_fcut += gx[k] * bias[k];                                                     \
                 }                                                                                  \
-                grad_fcut[e] = g_fcut;                                                             \
+                T g_length = g_fcut * d_fcut;                                                      \
                 for (int64_t r = 0; r < R; r++) {                                                  \
                     const T *restrict row = a_t + r * width;                                       \
                     T acc = 0;                                                                     \
                     _Pragma("omp simd reduction(+:acc)")                                           \
                     for (int64_t k = 0; k < width; k++) acc += gx[k] * row[k];                     \
-                    grad_radial[e * R + r] = acc;                                                  \
+                    g_length += acc * d_radial[r];                                                 \
                 }                                                                                  \
+                grad_lengths[e] = g_length;                                                        \
             }                                                                                      \
         }                                                                                          \
         free(filt);                                                                                \

@@ -60,12 +60,33 @@ class GaussianRBF(nn.Module):
 
 
 class SineRBF(nn.Module):
-    """e_n(r) = sin(n π r / r_c) / r, n = 1..N (PaiNN; the Bessel basis of NequIP/DimeNet)."""
+    """e_n(r) = sin(n π r / r_c) / r, n = 1..N (PaiNN; the Bessel basis of NequIP/DimeNet).
+
+    The frequencies n π / r_c are reset from float64 after every ``.to()`` and
+    ``load_state_dict``: a model built or saved in float32 and run in float64 would
+    otherwise keep float32-rounded frequencies (relative errors of ~1e-7), and PaiNN's
+    C kernels, which make the basis themselves from π / r_c, would then disagree with the
+    torch path at that level.
+    """
 
     def __init__(self, n_rbf: int, cutoff: float):
         super().__init__()
-        self.register_buffer("freqs", torch.arange(1, n_rbf + 1, dtype=torch.float64) * math.pi / cutoff)
         self.n_rbf = n_rbf
+        self.cutoff = float(cutoff)
+        self.register_buffer("freqs", self._exact_freqs())
+        self.register_load_state_dict_post_hook(lambda module, _: module._restore_freqs())
+
+    def _exact_freqs(self) -> torch.Tensor:
+        return torch.arange(1, self.n_rbf + 1, dtype=torch.float64) * (math.pi / self.cutoff)
+
+    @torch.no_grad()
+    def _restore_freqs(self) -> None:
+        self.freqs.copy_(self._exact_freqs())
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        self._restore_freqs()
+        return self
 
     def forward(self, r: torch.Tensor) -> torch.Tensor:
         return torch.sin(r[:, None] * self.freqs) / r[:, None]

@@ -26,8 +26,8 @@ spikes of d²E/dx² and force constants that depend on the finite-difference ste
 
 Speed and memory: φ is evaluated per atom and gathered per edge; the v_j term is
 skipped in the first block, where v = 0. A frozen model on a CPU (the calculator, MD)
-runs the message step as C kernels (:class:`~.painn_fused.FusedMessages`): filters,
-gathers, messages and sums of one edge at a time, in cache. Otherwise (training, GPUs,
+runs the message step as C kernels (:class:`~.painn_fused.FusedMessages`): radial
+basis, filters, gathers, messages and sums of one edge at a time, in cache. Otherwise (training, GPUs,
 ``ASE_MPNN_NATIVE=0``), graphs of more than ``low_memory_edges`` edges take
 :class:`ChunkedMessages`, which walks the edges in cache-sized chunks and keeps only
 per-atom and radial tensors for the backward pass. Either way memory grows like
@@ -36,6 +36,7 @@ atoms × F rather than edges × 3F × blocks.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -168,16 +169,56 @@ def _chunks(n_edges: int, chunk: int) -> list[slice]:
 
 @dataclass
 class FilterInputs:
-    """What one block's filters are made from, on the chunked and the fused paths:
-    radial = e(r) f_c(r) (n_edges, n_rbf), fcut (n_edges, 1), the block's weight
-    (3F, n_rbf) and bias (3F,), edges per chunk, and for the fused path the edge groups."""
+    """What one block's filters are made from on the chunked path: radial = e(r) f_c(r)
+    (n_edges, n_rbf), fcut (n_edges, 1), the block's weight (3F, n_rbf) and bias (3F,),
+    and edges per chunk."""
 
     radial: torch.Tensor
     fcut: torch.Tensor
     weight: torch.Tensor
     bias: torch.Tensor
     chunk: int
-    groups: EdgeGroups | None = None
+
+
+@dataclass
+class RadialBasis:
+    """PaiNN's e(r) f_c(r) and f_c(r) as one function of the edge lengths, with what the
+    C kernels need to make it themselves: sin(n θ)/r with θ = step · r, n = 1..n_rbf
+    (:class:`~ase_mpnn.model.nn.SineRBF`'s frequencies are n π / r_c), and the cosine
+    cutoff at ``cutoff``."""
+
+    rbf: SineRBF
+    cutoff_fn: CosineCutoff
+
+    @property
+    def n_rbf(self) -> int:
+        return self.rbf.n_rbf
+
+    @property
+    def cutoff(self) -> float:
+        return self.cutoff_fn.cutoff
+
+    @property
+    def step(self) -> float:
+        return math.pi / self.cutoff_fn.cutoff
+
+    def __call__(self, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        fcut = self.cutoff_fn(lengths)[:, None]
+        return self.rbf(lengths) * fcut, fcut
+
+
+@dataclass
+class FusedFilterInputs:
+    """What one block's filters are made from on the fused path: the edge lengths and
+    their :class:`RadialBasis`, the block's weight and bias, the edge groups, and edges
+    per chunk (for the differentiable fallback)."""
+
+    lengths: torch.Tensor
+    basis: RadialBasis
+    weight: torch.Tensor
+    bias: torch.Tensor
+    groups: EdgeGroups
+    chunk: int
 
 
 class PaiNNInteraction(nn.Module):
@@ -190,17 +231,16 @@ class PaiNNInteraction(nn.Module):
 
     def forward(self, s, v, filters, unit, receiver, sender, first: bool = False):
         """``filters``: the (n_edges, 3F) tensor, or for the chunked and fused paths the
-        :class:`FilterInputs` it is made from."""
+        :class:`FilterInputs` or :class:`FusedFilterInputs` it is made from."""
         phi = self.phi(s)
         v_in = None if first else v  # v = 0 before the first block: skip the zero term
-        if isinstance(filters, FilterInputs):
-            f = filters
-            if f.groups is not None:
-                ds, dv = FusedMessages.apply(phi, v_in, f.radial, f.fcut, f.weight, f.bias, unit, receiver, sender,
-                                             f.groups, f.chunk)
-            else:
-                ds, dv = ChunkedMessages.apply(phi, v_in, f.radial, f.fcut, f.weight, f.bias, unit, receiver, sender,
-                                               f.chunk)
+        f = filters
+        if isinstance(f, FusedFilterInputs):
+            ds, dv = FusedMessages.apply(phi, v_in, f.lengths, f.weight, f.bias, unit, receiver, sender, f.basis,
+                                         f.groups, f.chunk)
+        elif isinstance(f, FilterInputs):
+            ds, dv = ChunkedMessages.apply(phi, v_in, f.radial, f.fcut, f.weight, f.bias, unit, receiver, sender,
+                                           f.chunk)
         else:
             ds, dv = _messages(phi, v_in, filters, unit, receiver, sender)
         return s + ds, v + dv
@@ -295,19 +335,21 @@ class PaiNN(Representation):
     def forward(self, species, edge_index, vectors, lengths):
         receiver, sender = edge_index[0], edge_index[1]
         unit = vectors / lengths[:, None]
-        fcut = self.cutoff_fn(lengths)[:, None]
-        radial = self.rbf(lengths) * fcut  # (n_edges, n_rbf)
+        basis = RadialBasis(self.rbf, self.cutoff_fn)
         width = 3 * self.n_features
         chunk = self.edges_per_chunk(lengths)
-        fused = native.usable(lengths, self.filter_net.weight)
-        if chunk is not None or fused:
-            groups = EdgeGroups(receiver, sender, species.shape[0]) if fused else None
+        weights = torch.split(self.filter_net.weight, width, dim=0)
+        biases = torch.split(self.filter_bias, width)
+        if native.usable(lengths, self.filter_net.weight):
+            groups = EdgeGroups(receiver, sender, species.shape[0])
             chunk = chunk or edge_chunk_size(width * lengths.element_size(), lengths.device.type, CPU_CHUNK_BYTES)
-            weights = torch.split(self.filter_net.weight, width, dim=0)
-            biases = torch.split(self.filter_bias, width)
-            filters = [FilterInputs(radial, fcut, w, b, chunk, groups) for w, b in zip(weights, biases)]
+            filters = [FusedFilterInputs(lengths, basis, w, b, groups, chunk) for w, b in zip(weights, biases)]
         else:
-            filters = torch.split(_filters(radial, fcut, self.filter_net.weight, self.filter_bias), width, dim=1)
+            radial, fcut = basis(lengths)  # (n_edges, n_rbf), (n_edges, 1)
+            if chunk is not None:
+                filters = [FilterInputs(radial, fcut, w, b, chunk) for w, b in zip(weights, biases)]
+            else:
+                filters = torch.split(_filters(radial, fcut, self.filter_net.weight, self.filter_bias), width, dim=1)
         s = self.embedding(species)
         v = s.new_zeros((s.shape[0], 3, self.n_features))
         for k, (interaction, update) in enumerate(zip(self.interactions, self.updates)):
