@@ -18,9 +18,14 @@ product), so the ratio measured / floor says how far the call is from the hardwa
   per call, Verlet list reused); medians after warm-up, the two interleaved.
 
 Model: untrained PaiNN 128 x 3, 20 radial functions, 5 Å, float32 (benchmarks/systems.py);
-system: the 192-atom water box (10,480 pairs).
+system: the 192-atom water box (10,480 pairs), or with ``--system rpmd-water`` the 32
+beads of one gas-phase water as a ring-polymer step evaluates them (one batched graph of
+32 slightly different copies, 192 pairs; the "call" is ``MPNNCalculator.predict`` of
+energy and forces, as ``RingPolymerMD`` makes it every step). The second says how fast
+an RPMD step of one molecule could be on this machine: its matrix products alone are a
+floor no PaiNN of these sizes, ours or another, can go below.
 
-    python benchmarks/bench_flop_floor.py [--threads 2] [--calls 30]
+    python benchmarks/bench_flop_floor.py [--threads 2] [--calls 30] [--system box|rpmd-water]
 """
 
 from __future__ import annotations
@@ -59,6 +64,9 @@ NO_ARITHMETIC = {"view", "_unsafe_view", "reshape", "expand", "permute", "transp
                  "index_put_", "index_put", "clamp", "clamp_min", "clamp_max", "gather", "isfinite", "isnan",
                  "eq", "ne", "lt", "le", "gt", "ge", "any", "all", "max", "min", "argmax", "argmin", "item",
                  "_reshape_alias", "unsafe_split", "to", "ones", "set_", "resize_", "logical_not", "bitwise_not"}
+
+
+N_BEADS = 32  # --system rpmd-water: the beads of bench_anchors.py's RPMD row
 
 
 class ElementwiseFlops(TorchDispatchMode):
@@ -100,15 +108,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     parser.add_argument("--calls", type=int, default=30, help="timed calls of each kind (default 30)")
+    parser.add_argument("--system", choices=("box", "rpmd-water"), default="box",
+                        help="the 192-atom water box (default) or the 32 beads of one water (an RPMD step)")
     args = parser.parse_args()
     systems.set_threads(args.threads)
     print(systems.thread_info())
     load_before = os.getloadavg()[0]
 
-    atoms = systems.water_box()
+    rng = np.random.default_rng(1)
+    if args.system == "box":
+        structures = [systems.water_box()]
+        description = "192-atom water box"
+    else:
+        water = systems.water_molecule()
+        structures = [water.copy() for _ in range(N_BEADS)]
+        for bead in structures:  # beads spread like a ring polymer's at 300 K (~0.05 Å)
+            bead.positions += rng.normal(scale=0.05, size=bead.positions.shape)
+        description = f"one water, {N_BEADS} beads in one graph"
     calc = ase_mpnn.MPNNCalculator(systems.painn_128x3(), dtype=torch.float32, num_threads=None)
     model = calc.model  # the calculator's frozen float32 copy: no weight gradients
-    graph = ase_mpnn.build_graph([atoms], model.cutoff, dtype=torch.float32)
+    graph = ase_mpnn.build_graph(structures, model.cutoff, dtype=torch.float32)
 
     def bare():
         return model(graph, ("energy", "forces"))
@@ -127,20 +146,22 @@ def main() -> None:
     matmul_flops = counter.get_total_flops()
     other_flops = elementwise.flops
 
-    moving = atoms.copy()
-    moving.calc = calc
-    rng = np.random.default_rng(1)
+    moving = [atoms.copy() for atoms in structures]
+    moving[0].calc = calc
     times = {"bare": [], "call": []}
     for k in range(args.calls + 3):
         for kind in (("bare", "call") if k % 2 else ("call", "bare")):
             if kind == "call":
-                moving.positions += systems.random_steps(rng, len(moving), 0.005)
+                for atoms in moving:
+                    atoms.positions += systems.random_steps(rng, len(atoms), 0.005)
             start = time.perf_counter()
             if kind == "bare":
                 bare()
+            elif args.system == "box":
+                moving[0].get_potential_energy()
+                moving[0].get_forces()
             else:
-                moving.get_potential_energy()
-                moving.get_forces()
+                calc.predict(moving, ("energy", "forces"))
             if k >= 3:
                 times[kind].append(time.perf_counter() - start)
     rate = matmul_rate()
@@ -148,7 +169,7 @@ def main() -> None:
 
     total = matmul_flops + other_flops
     floor = total / rate
-    print(f"PaiNN 128x3, 20 RBF, 5 Å, float32, {args.threads} thread(s); 192-atom water box, "
+    print(f"PaiNN 128x3, 20 RBF, 5 Å, float32, {args.threads} thread(s); {description}, "
           f"{graph.edge_index.shape[1]} pairs; load average {load_before:.1f} before, {load_after:.1f} after")
     print()
     print("| quantity | value |")
@@ -157,7 +178,8 @@ def main() -> None:
     print(f"| other FLOPs (≈ 1 per element) | {other_flops / 1e9:.3f} G |")
     print(f"| this machine's float32 matrix-product rate (4096², {args.threads} threads) | {rate / 1e9:.0f} GFLOP/s |")
     print(f"| FLOP floor = FLOPs / rate | {floor * 1e3:.1f} ms |")
-    for kind, label in (("bare", "model E+F"), ("call", "ASE call E+F+stress")):
+    call = "ASE call E+F+stress" if args.system == "box" else "calculator predict E+F"
+    for kind, label in (("bare", "model E+F"), ("call", call)):
         median = statistics.median(times[kind])
         print(f"| {label}: median of {len(times[kind])} | {median * 1e3:.1f} ms = {median / floor:.1f} × floor |")
 

@@ -430,9 +430,14 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true",
                         help="ours with MPNNCalculator(compile=True) (torch.compile of the representation; "
                              "compiled during the warm-up calls, which are not timed)")
+    parser.add_argument("--ours-threads", choices=("same", "auto"), default="same",
+                        help="ours with MPNNCalculator(num_threads=None) (default 'same': torch's thread count, "
+                             "like the anchors) or with its own default num_threads='auto' (one thread for graphs "
+                             "under 500 edges, never more than --threads): what a user who sets nothing gets")
     args = parser.parse_args()
     if args.compile:
         os.environ["ASE_MPNN_BENCH_COMPILE"] = "1"  # read by worker_ours.py
+    os.environ["ASE_MPNN_BENCH_THREADS"] = args.ours_threads  # read by worker_ours.py
 
     if args.list:
         for w in plan(args.quick, args.device):
@@ -519,6 +524,7 @@ def main() -> None:
     cmd += " --ours-only" if args.ours_only else ""
     cmd += f" --only '{args.only}'" if args.only else ""
     cmd += " --compile" if args.compile else ""
+    cmd += " --ours-threads auto" if args.ours_threads == "auto" else ""
     cmd += " --omp-wait-policy default" if args.omp_wait_policy == "default" else ""
     print(f"Command: `{cmd}`{' (--quick: not numbers to quote)' if args.quick else ''}")
     print(f"Date: {started:%Y-%m-%d %H:%M} UTC; run took {elapsed:.0f} s")
@@ -542,6 +548,10 @@ def main() -> None:
     else:
         print("Float32, random weights (fixed seeds). Medians of interleaved rounds (order flipped each round). "
               "PaiNN is against schnetpack, MACE against mace-torch.")
+    calc_threads = "None" if args.ours_threads == "same" else "'auto'"
+    if args.ours_threads == "auto":
+        print("Ours with MPNNCalculator(num_threads='auto'), its default: one torch thread for graphs under 500 "
+              f"edges, {args.threads} above; the anchors on {args.threads}.")
     calls = [(w, label, r) for w, label, r in rows if not w.md]
     md_rows = [(w, label, r) for w, label, r in rows if w.md]
     if calls:
@@ -575,7 +585,7 @@ def main() -> None:
         print()
         print("MD rows: 300 K, one gas-phase molecule, steps timed in runs that continue one trajectory.")
         print("* Langevin: ours ase_mpnn.md.langevin (returns ASE's ase.md.langevin.Langevin, fixcm=False, "
-              "friction 0.01/fs) with MPNNCalculator(num_threads=None)"
+              f"friction 0.01/fs) with MPNNCalculator(num_threads={calc_threads})"
               + ("." if args.ours_only else "; schnetpack ASE's Langevin with the same arguments and SpkCalculator."))
         print("* RPMD: ours ase_mpnn.md.RingPolymerMD (pile_l, tau 100 fs, observables=(), all beads in one "
               "predict call)"

@@ -7,8 +7,9 @@ OMP_WAIT_POLICY, the same MD-like steps.
 * calc: ``MPNNCalculator(model, dtype=torch.float32, num_threads=None)``, default skin
   (0.5 Å: the Verlet list is built once and reused along the 0.005 Å steps). Energy,
   forces and, for periodic cells, stress come from one pass (its default).
-  ``num_threads=None`` makes it use the thread count set for every process (its default
-  "auto" would use one thread for graphs under 500 edges, e.g. one molecule).
+  ``num_threads=None`` makes it use the thread count set for every process; with
+  ``bench_anchors.py --ours-threads auto`` it keeps its default "auto" (one thread for
+  graphs under 500 edges, e.g. one molecule or 32 beads of water).
 * bare: ``model(graph, ("energy", "forces"))`` on a graph built once with
   ``ase_mpnn.build_graph``, the calculator's frozen float32 copy of the model.
 * langevin: ``ase_mpnn.md.langevin(atoms, 300 K, 0.5 fs, 0.01/fs, seed)``, which is
@@ -79,8 +80,9 @@ def build(arch: str, mode: str, atoms, options: dict | None = None):
     # bench_anchors.py --compile: the representation through torch.compile (MD and call rows)
     compiled = os.environ.get("ASE_MPNN_BENCH_COMPILE") == "1"
     device = worker_common.DEVICE
+    threads = "auto" if os.environ.get("ASE_MPNN_BENCH_THREADS") == "auto" else None
     calc = ase_mpnn.MPNNCalculator(_models[(arch, *elements)], device=device, dtype=torch.float32,
-                                   num_threads=None, compile=compiled)
+                                   num_threads=threads, compile=compiled)
     graph = ase_mpnn.build_graph([atoms], calc.model.cutoff, dtype=torch.float32, device=device)
     n_edges = graph.edge_index.shape[1]
     if mode == "langevin":
