@@ -27,8 +27,8 @@ spikes of d²E/dx² and force constants that depend on the finite-difference ste
 Speed and memory: φ is evaluated per atom and gathered per edge; the v_j term is
 skipped in the first block, where v = 0. A frozen model on a CPU (the calculator, MD)
 runs the message step as C kernels (:class:`~.painn_fused.FusedMessages`): radial
-basis, filters, gathers, messages and sums of one edge at a time, in cache. Otherwise (training, GPUs,
-``ASE_MPNN_NATIVE=0``), graphs of more than ``low_memory_edges`` edges take
+basis, filters, gathers, messages and sums of one edge at a time, in cache. Otherwise
+(training, GPUs, ``ASE_MPNN_NATIVE=0``), graphs of more than ``low_memory_edges`` edges take
 :class:`ChunkedMessages`, which walks the edges in cache-sized chunks and keeps only
 per-atom and radial tensors for the backward pass. Either way memory grows like
 atoms × F rather than edges × 3F × blocks.
