@@ -32,7 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DEFINE_KERNELS(T, SUFFIX, BLOCK)                                                                  \
+#define DEFINE_KERNELS(T, SUFFIX, BLOCK)                                                           \
                                                                                                    \
 /* radial[n-1] = sin(n theta)/d fcut for n = 1..R, with fcut; if d_radial is not NULL     \
  * also d(radial)/dd and d(fcut)/dd. */                                                          \
@@ -189,12 +189,14 @@ int painn_backward_##SUFFIX(int64_t n_atoms, int64_t F, int64_t R, int has_v, do
             for (int64_t p = ptr[j]; p < ptr[j + 1]; p++) {                                        \
                 const int64_t e = order[p], i = receiver[e];                                       \
                 if (!(lengths[e] < (T)cutoff)) {                                                   \
-                    grad_lengths[e] = grad_unit[e * 3] = grad_unit[e * 3 + 1] = grad_unit[e * 3 + 2] = 0; \
+                    grad_lengths[e] = 0;                                                           \
+                    grad_unit[e * 3] = grad_unit[e * 3 + 1] = grad_unit[e * 3 + 2] = 0;            \
                     continue;                                                                      \
                 }                                                                                  \
                 T fcut, d_fcut;                                                                    \
                 radial_##SUFFIX(R, lengths[e], (T)step, radial, d_radial, &fcut, &d_fcut);         \
-                filters_##SUFFIX(width, R, radial, fcut, d_radial, d_fcut, a_t, bias, filt, slope);\
+                filters_##SUFFIX(width, R, radial, fcut, d_radial, d_fcut, a_t, bias, filt,        \
+                                 slope);                                                           \
                 const T *restrict gs_i = gs + i * F, *restrict gv_i = gv + i * 3 * F;              \
                 const T *restrict u = unit + e * 3;                                                \
                 memcpy(gx, gs_i, sizeof(T) * F);                                                   \
