@@ -78,12 +78,11 @@ def test_trained_model_refuses_pairs_far_closer_than_its_data(trained):
 
 
 def test_old_trained_files_use_covalent_bond_lengths(tmp_path):
-    """A trained file that predates the record (as nequip_water.pt and painn_copper.pt do; here
-    the shipped painn_water.pt written without it): a pair at min_distance (0.1 Å) is refused,
-    not −3e10 eV."""
+    """A trained file that predates the record (the shipped files have all been retrained with
+    it since; here the shipped painn_water.pt written without it): a pair at min_distance
+    (0.1 Å) is refused, not −3e10 eV."""
     from ase_mpnn import save_model
 
-    assert load_model(REPO / "models" / "nequip_water.pt").training_min_distances == {}
     shipped = load_model(REPO / "models" / "painn_water.pt")
     assert shipped.training_min_distances["H-H"] > 0.9
     shipped.set_training_min_distances(None)
