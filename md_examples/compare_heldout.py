@@ -4,7 +4,8 @@ Two models trained with different splits have different test sets; comparing the
 test errors compares different frames. This evaluates them on the frames of
 ``data/water_b3lyp_augccpvdz.extxyz`` that are in every model's test split (float64);
 ``--mean`` adds the mean prediction of the models after the first (a committee of seeds
-against a baseline).
+against a baseline). A second table gives each model's energy error by the MD frames'
+sampling temperature.
 The model cards' old-against-new figures come from here:
 
     git show 52440d0:models/painn_water.pt > /tmp/painn_water_old.pt
@@ -59,8 +60,24 @@ def main() -> None:
     if args.mean:
         mean = {k: np.mean([p[k] for p in predictions[1:]], axis=0) for k in predictions[0]}
         print_row(f"mean of the {len(predictions) - 1} models after the first", error_metrics(mean, reference))
+    print_energy_by_temperature(args.models, predictions, reference, frames)
     if args.recipe:
         print_validation_losses(args.models, args.recipe)
+
+
+def print_energy_by_temperature(models: list[str], predictions: list[dict], reference: dict, frames) -> None:
+    """Energy MAE (meV/atom) of each model on the frames of each MD sampling temperature."""
+    temperatures = np.array([s.atoms.info.get("sampling_temperature_K", np.nan) for s in frames.samples])
+    kinds = sorted(t for t in set(temperatures.tolist()) if np.isfinite(t))
+    if not kinds:
+        return
+    print()
+    columns = [f"energy at {t:g} K ({(temperatures == t).sum()} frames)" for t in kinds]
+    print("| model | " + " | ".join(columns) + " |")
+    print("|---|" + "---:|" * len(kinds))
+    for path, predicted in zip(models, predictions):
+        error = np.abs(np.ravel(predicted["energy"]) - np.ravel(reference["energy"])) * 1000
+        print(f"| {path} | " + " | ".join(f"{error[temperatures == t].mean():.3f}" for t in kinds) + " |")
 
 
 def print_validation_losses(models: list[str], recipe: str) -> None:

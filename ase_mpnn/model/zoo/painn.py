@@ -200,7 +200,7 @@ class RadialBasis:
 
     @property
     def step(self) -> float:
-        return math.pi / self.cutoff_fn.cutoff
+        return math.pi / self.rbf.cutoff
 
     def __call__(self, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         fcut = self.cutoff_fn(lengths)[:, None]
@@ -332,22 +332,27 @@ class PaiNN(Representation):
         there anyway (benchmarks/anchors, ``--compile``)."""
         return self.edges_per_chunk(lengths) is None
 
+    def _block_filter_weights(self):
+        """(weight (3F, n_rbf), bias (3F,)) of each block's filters, views of the shared matrix."""
+        width = 3 * self.n_features
+        return zip(torch.split(self.filter_net.weight, width), torch.split(self.filter_bias, width))
+
     def forward(self, species, edge_index, vectors, lengths):
         receiver, sender = edge_index[0], edge_index[1]
         unit = vectors / lengths[:, None]
         basis = RadialBasis(self.rbf, self.cutoff_fn)
         width = 3 * self.n_features
         chunk = self.edges_per_chunk(lengths)
-        weights = torch.split(self.filter_net.weight, width, dim=0)
-        biases = torch.split(self.filter_bias, width)
         if native.usable(lengths, self.filter_net.weight):
             groups = EdgeGroups(receiver, sender, species.shape[0])
             chunk = chunk or edge_chunk_size(width * lengths.element_size(), lengths.device.type, CPU_CHUNK_BYTES)
-            filters = [FusedFilterInputs(lengths, basis, w, b, groups, chunk) for w, b in zip(weights, biases)]
+            filters = [FusedFilterInputs(lengths, basis, w, b, groups, chunk)
+                       for w, b in self._block_filter_weights()]
         else:
             radial, fcut = basis(lengths)  # (n_edges, n_rbf), (n_edges, 1)
             if chunk is not None:
-                filters = [FilterInputs(radial, fcut, w, b, chunk) for w, b in zip(weights, biases)]
+                filters = [FilterInputs(radial, fcut, w, b, chunk)
+                           for w, b in self._block_filter_weights()]
             else:
                 filters = torch.split(_filters(radial, fcut, self.filter_net.weight, self.filter_bias), width, dim=1)
         s = self.embedding(species)

@@ -63,9 +63,10 @@ class FusedMessages(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_s, grad_v):
-        phi, v, lengths, weight, bias, unit, receiver, sender, weight_t = ctx.saved_tensors
+        saved = ctx.saved_tensors
         if torch.is_grad_enabled():  # a second derivative is wanted: differentiable torch backward
-            return (*_differentiable_backward(ctx, grad_s, grad_v), None, None, None, None, None)
+            return (*_differentiable_backward(ctx, saved, grad_s, grad_v), None, None, None, None, None)
+        phi, v, lengths, weight, bias, unit, receiver, sender, weight_t = saved
         grad_s, grad_v = grad_s.contiguous(), grad_v.contiguous()
         n, width = phi.shape
         F = width // 3
@@ -85,7 +86,7 @@ class FusedMessages(torch.autograd.Function):
         return grad_phi, grad_v_in, grad_lengths, None, None, grad_unit, None, None, None, None, None
 
 
-def _differentiable_backward(ctx, grad_s, grad_v):
+def _differentiable_backward(ctx, saved, grad_s, grad_v):
     """(grad_phi, grad_v, grad_lengths, grad_weight, grad_bias, grad_unit) in torch
     operations, so that grad mode records them: the radial basis is made from the lengths
     with the model's own modules and the chunked backward does the rest. ``torch.func.vjp``
@@ -93,7 +94,7 @@ def _differentiable_backward(ctx, grad_s, grad_v):
     lengths were made from (that is the outer graph's job)."""
     from .painn import chunked_backward
 
-    phi, v, lengths, weight, bias, unit, receiver, sender, _ = ctx.saved_tensors
+    phi, v, lengths, weight, bias, unit, receiver, sender, _ = saved
     (radial, fcut), basis_vjp = torch.func.vjp(ctx.basis, lengths)
     need = ctx.needs_input_grad
     grads = chunked_backward(phi, v, radial, fcut, weight, bias, unit, receiver, sender, ctx.chunk, grad_s, grad_v,
